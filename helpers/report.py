@@ -1,0 +1,242 @@
+"""REPORT.md from a run's artifacts (JSON and CSV → markdown), in Russian or English; no number typed in."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from . import io, paths
+from .research import claim_checks, qualitative_table
+
+TEXT = {
+    "ru": {
+        "title": "Отчет о выполнении задания",
+        "run": "Запуск", "s1": "1. Исследование архитектур", "s2": "2. Подготовка данных", "s3": "3. Модель",
+        "s4": "4. Результаты обучения",
+        "measured": "Измерено на этой машине ({device}, вход {size}×{size} px): параметры — у конфигурации "
+                    "ImageNet на 1000 классов; GFLOPs — по torch.utils.flop_counter (2 операции на умножение-сложение); "
+                    "задержка — батч 1, медиана; пропускная способность — изображений в секунду.",
+        "claims": "Проверка цитируемых утверждений", "no_research": "Исследование не запускалось (нет research.csv).",
+        "source": "Источник", "layout": "Структура", "images": "Изображений", "classes": "Классов",
+        "split": "Разделение на выборки (тренировка/валидация/тест)", "seed": "seed",
+        "skipped": "Пропущено файлов", "dups": "Групп дубликатов (каждая целиком в одной выборке)",
+        "conflicts": "из них с противоречащими метками",
+        "class": "Класс", "train": "тренировка", "val": "валидация", "test": "тест", "total": "всего",
+        "arch": "Архитектура", "weights": "Начальные веса", "image_size": "Размер входа", "batch": "Размер батча",
+        "recipe": "Рецепт", "recipe_text": "этап 1 — {head} эпох(и) только головы на закэшированных признаках; этап 2 — "
+                  "вся сеть, lr головы {lr}, lr основы ×{scale}, AdamW, прогрев и косинусное расписание, "
+                  "сглаживание меток {ls}, статистики BatchNorm {bn}, аугментации: {aug}",
+        "bn_frozen": "заморожены", "bn_train": "обучаются",
+        "cycle_line": "Цикл {cycle}: лучшая эпоха {best_epoch}, точность на валидации {val}.",
+        "table_head": ["№ цикла обучения", "Устройство", "Количество эпох", "Размер батча", "Точность"],
+        "acc_note": "Точность — на тестовой выборке, если цикл оценивался в 04, иначе лучшая на валидации (помечена «вал.»).",
+        "val_mark": "вал.",
+        "final": "Итоговой точностью модели (цикл {cycle}, тестовая выборка, n = {n}) является значение "
+                 "**{acc}** (95% доверительный интервал Уилсона: {lo} – {hi}).",
+        "auc_bin": "ROC AUC (положительный класс «{pos}»): {auc}.",
+        "auc_multi": "ROC AUC один-против-всех: макро-среднее {macro} (среднее AUC по классам), "
+                     "микро-среднее {micro} (все пары «класс–изображение» в одной кривой).",
+        "auc_skip": "Классы без ROC (нет в тестовой выборке): {classes}.",
+        "ece": "Ожидаемая ошибка калибровки (ECE): {ece}.",
+        "fig_metrics": "Метрики обучения (все циклы)", "fig_roc": "ROC на тестовой выборке",
+        "fig_cm": "Матрица ошибок", "fig_rel": "Диаграмма надежности", "fig_err": "Самые уверенные ошибки",
+        "fig_balance": "Баланс классов", "fig_research": "Точность и задержка",
+        "confused": "Чаще всего путаются", "per_class": "Метрики по классам",
+        "no_eval": "Оценка на тестовой выборке еще не выполнялась (нет metrics.json).",
+        "prov": "Происхождение", "commit": "Коммит git", "fingerprint": "Отпечаток набора данных",
+        "versions": "Версии библиотек", "params": "Параметры",
+    },
+    "en": {
+        "title": "Assignment report",
+        "run": "Run", "s1": "1. Architecture study", "s2": "2. Data preparation", "s3": "3. Model",
+        "s4": "4. Training results",
+        "measured": "Measured on this machine ({device}, {size}×{size} px input): parameters of the 1000-class "
+                    "ImageNet configuration; GFLOPs by torch.utils.flop_counter (2 per multiply-add); latency at "
+                    "batch 1, median; throughput in images per second.",
+        "claims": "Quoted claims checked", "no_research": "The study was not run (no research.csv).",
+        "source": "Source", "layout": "Layout", "images": "Images", "classes": "Classes",
+        "split": "Split (train/validation/test)", "seed": "seed",
+        "skipped": "Files skipped", "dups": "Duplicate groups (each kept within one split)",
+        "conflicts": "of them with conflicting labels",
+        "class": "Class", "train": "train", "val": "validation", "test": "test", "total": "total",
+        "arch": "Architecture", "weights": "Initial weights", "image_size": "Input size", "batch": "Batch size",
+        "recipe": "Recipe", "recipe_text": "stage 1 — {head} head-only epoch(s) on cached features; stage 2 — the "
+                  "whole network, head lr {lr}, backbone lr ×{scale}, AdamW, warmup then cosine schedule, label "
+                  "smoothing {ls}, BatchNorm statistics {bn}, augmentation: {aug}",
+        "bn_frozen": "frozen", "bn_train": "trained",
+        "cycle_line": "Cycle {cycle}: best epoch {best_epoch}, validation accuracy {val}.",
+        "table_head": ["Training cycle", "Device", "Epochs", "Batch size", "Accuracy"],
+        "acc_note": "Accuracy is on the test split where 04 evaluated the cycle, otherwise the best validation "
+                    "accuracy (marked 'val').",
+        "val_mark": "val",
+        "final": "The model's final accuracy (cycle {cycle}, test split, n = {n}) is **{acc}** "
+                 "(95% Wilson confidence interval: {lo} – {hi}).",
+        "auc_bin": "ROC AUC (positive class '{pos}'): {auc}.",
+        "auc_multi": "One-vs-rest ROC AUC: macro-average {macro} (the mean of per-class AUCs), micro-average "
+                     "{micro} (all class–image pairs pooled into one curve).",
+        "auc_skip": "Classes without a ROC (absent from the test split): {classes}.",
+        "ece": "Expected calibration error (ECE): {ece}.",
+        "fig_metrics": "Training metrics (all cycles)", "fig_roc": "Test ROC", "fig_cm": "Confusion matrix",
+        "fig_rel": "Reliability diagram", "fig_err": "Most confident mistakes", "fig_balance": "Class balance",
+        "fig_research": "Accuracy against latency",
+        "confused": "Most confused pairs", "per_class": "Per-class metrics",
+        "no_eval": "The test split has not been evaluated yet (no metrics.json).",
+        "prov": "Provenance", "commit": "Git commit", "fingerprint": "Dataset fingerprint",
+        "versions": "Library versions", "params": "Parameters",
+    },
+}
+
+
+def pct(x: float) -> str:
+    """A fraction as a percentage with two decimals."""
+    return f"{100 * float(x):.2f}%"
+
+
+def _read(run_dir: Path, name: str):
+    """An artifact of the run, or None when it does not exist."""
+    p = run_dir / name
+    if not p.exists():
+        return None
+    return pd.read_csv(p) if p.suffix == ".csv" else io.read_json(p)
+
+
+def _figure(lines: list[str], figures: dict[str, Path], name: str, caption: str) -> None:
+    """Append a markdown image link when the figure exists."""
+    if name in figures:
+        lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
+
+
+def cycles_table(cycles: pd.DataFrame, t: dict) -> pd.DataFrame:
+    """The write-up's table of training cycles, filled from cycles.csv."""
+    rows = []
+    for _, c in cycles.iterrows():
+        if pd.notna(c.get("test_accuracy")) and str(c.get("test_accuracy")) != "":
+            acc = f"`{pct(c['test_accuracy'])}`"
+        elif pd.notna(c.get("best_val_accuracy")) and str(c.get("best_val_accuracy")) != "":
+            acc = f"`{pct(c['best_val_accuracy'])}` ({t['val_mark']})"
+        else:
+            acc = "—"
+        rows.append([f"{int(c['cycle'])} *({str(c['device']).split(':')[0]})*", c["device_name"], int(c["epochs"]),
+                     int(c["batch_size"]), acc])
+    return pd.DataFrame(rows, columns=t["table_head"])
+
+
+def render(run_id: str, lang: str = "ru") -> str:
+    """The markdown of REPORT.md for a run."""
+    t = TEXT[lang]
+    run_dir = paths.run_dir(run_id)
+    figures = {p.name: p for p in sorted((run_dir / "figures").glob("*.png"))} if (run_dir / "figures").exists() else {}
+    params = _read(run_dir, "params.json") or {}
+    nb_params = {k: v for nb in params.get("notebooks", {}).values() for k, v in nb.get("parameters", {}).items()}
+    resolved = {k: v for nb in params.get("notebooks", {}).values() for k, v in nb.get("resolved", {}).items()}
+    lines = [f"# {t['title']}", "", f"{t['run']}: `{run_id}`", ""]
+
+    lines += [f"## {t['s1']}", "", qualitative_table(lang).to_markdown(index=False), ""]
+    research = _read(run_dir, "research.csv")
+    if research is not None and len(research):
+        lines += [t["measured"].format(device=research["device"].iloc[0], size=int(research["image_size"].iloc[0])), "",
+                  research.drop(columns=["device", "image_size"]).to_markdown(index=False), ""]
+        checks = claim_checks(research, lang)
+        if len(checks):
+            lines += [f"**{t['claims']}**", "", checks.to_markdown(index=False), ""]
+        _figure(lines, figures, "research_latency_accuracy.png", t["fig_research"])
+    else:
+        lines += [t["no_research"], ""]
+
+    lines += [f"## {t['s2']}", ""]
+    data = _read(run_dir, "data_report.json")
+    if data:
+        ratios = "/".join(f"{round(100 * r)}" for r in data["ratios"])
+        lines += [f"- {t['source']}: `{nb_params.get('dataset', resolved.get('dataset', '?'))}`",
+                  f"- {t['layout']}: {data['layout']}",
+                  f"- {t['images']}: {data['n_images']}, {t['classes']}: {len(data['classes'])}",
+                  f"- {t['split']}: {ratios} % ({t['seed']} {data['seed']}): "
+                  f"{data['split_totals']['train']} / {data['split_totals']['val']} / {data['split_totals']['test']}",
+                  f"- {t['skipped']}: {len(data['skipped'])}",
+                  f"- {t['dups']}: {len(data['duplicate_groups'])}, {t['conflicts']}: "
+                  f"{len(data['conflicting_duplicates'])}", ""]
+        counts = pd.DataFrame([[c, d["train"], d["val"], d["test"], d["train"] + d["val"] + d["test"]]
+                               for c, d in data["counts"].items()],
+                              columns=[t["class"], t["train"], t["val"], t["test"], t["total"]])
+        lines += [counts.to_markdown(index=False), ""]
+        if data["skipped"]:
+            lines += [pd.DataFrame(data["skipped"][:20]).to_markdown(index=False), ""]
+        _figure(lines, figures, "class_balance.png", t["fig_balance"])
+
+    lines += [f"## {t['s3']}", ""]
+    cycles = _read(run_dir, "cycles.csv")
+    if cycles is not None and len(cycles):
+        last = cycles.iloc[-1]
+        rec = params.get("notebooks", {}).get("03_train", {}).get("parameters", {})
+        lines += [f"- {t['arch']}: `{last['arch']}`", f"- {t['weights']}: `{last['weights']}`",
+                  f"- {t['image_size']}: {int(last['image_size'])}×{int(last['image_size'])} px",
+                  f"- {t['batch']}: {int(last['batch_size'])}"]
+        if rec:
+            lines.append(f"- {t['recipe']}: " + t["recipe_text"].format(
+                head=rec.get("head_epochs"), lr=rec.get("lr"), scale=rec.get("backbone_lr_scale"),
+                ls=rec.get("label_smoothing"), bn=t["bn_frozen"] if rec.get("freeze_bn") else t["bn_train"],
+                aug=rec.get("augment")))
+        lines.append("")
+        for _, c in cycles.iterrows():
+            val = pct(c["best_val_accuracy"]) if pd.notna(c["best_val_accuracy"]) else "—"
+            lines.append(t["cycle_line"].format(cycle=int(c["cycle"]), best_epoch=c["best_epoch"], val=val))
+        lines.append("")
+
+    lines += [f"## {t['s4']}", ""]
+    if cycles is not None and len(cycles):
+        lines += [cycles_table(cycles, t).to_markdown(index=False, colalign=["center"] * 5), "", t["acc_note"], ""]
+    metrics = _read(run_dir, "metrics.json")
+    if metrics:
+        lo, hi = metrics["test_accuracy_ci95"]
+        lines += [t["final"].format(cycle=metrics.get("cycle", "?"), n=metrics["n_test"],
+                                    acc=pct(metrics["test_accuracy"]), lo=pct(lo), hi=pct(hi)), ""]
+        auc = metrics["roc_auc"]
+        if isinstance(auc, dict):
+            lines.append(t["auc_multi"].format(macro=f"{auc['macro']:.4f}", micro=f"{auc['micro']:.4f}"))
+        elif auc is not None:
+            lines.append(t["auc_bin"].format(pos=metrics["classes"][1], auc=f"{auc:.4f}"))
+        if metrics.get("roc_skipped_classes"):
+            lines.append(t["auc_skip"].format(classes=", ".join(metrics["roc_skipped_classes"])))
+        lines += [t["ece"].format(ece=f"{metrics['ece']:.4f}"), ""]
+    else:
+        lines += [t["no_eval"], ""]
+    _figure(lines, figures, "training_metrics.png", t["fig_metrics"])
+    _figure(lines, figures, "test_roc_curve.png", t["fig_roc"])
+    _figure(lines, figures, "confusion_matrix.png", t["fig_cm"])
+    if metrics:
+        per_class = pd.DataFrame([[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+                                  for c, v in metrics["per_class"].items()],
+                                 columns=[t["class"], "precision", "recall", "F1", "n"])
+        lines += [f"**{t['per_class']}**", "", per_class.to_markdown(index=False), ""]
+        if metrics.get("most_confused"):
+            lines += [f"**{t['confused']}**", "", pd.DataFrame(metrics["most_confused"][:5]).to_markdown(index=False), ""]
+    _figure(lines, figures, "reliability_diagram.png", t["fig_rel"])
+    _figure(lines, figures, "confident_errors.png", t["fig_err"])
+
+    lines += [f"## {t['prov']}", "", f"- {t['commit']}: `{params.get('git_commit', 'unknown')}`"]
+    if data:
+        lines.append(f"- {t['fingerprint']}: `{data['fingerprint'][:16]}`")
+    if nb_params:
+        lines.append(f"- {t['params']}: " + ", ".join(f"`{k}={v}`" for k, v in sorted(nb_params.items())))
+    if params.get("versions"):
+        lines.append(f"- {t['versions']}: " + ", ".join(f"{k} {v}" for k, v in params["versions"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_id: str, lang: str = "ru") -> Path:
+    """Write reports/<run_id>/REPORT.md with the run's figures copied beside it."""
+    if lang not in TEXT:
+        raise ValueError(f"lang={lang!r}: use ru or en.")
+    out = paths.report_dir(run_id)
+    out.mkdir(parents=True, exist_ok=True)
+    text = render(run_id, lang)
+    fig_dir = paths.run_dir(run_id) / "figures"
+    if fig_dir.exists():
+        for fig in fig_dir.glob("*.png"):
+            with io.atomic_path(out / fig.name) as tmp:
+                shutil.copyfile(fig, tmp)
+    path = out / "REPORT.md"
+    io.write_text(path, text)
+    return path

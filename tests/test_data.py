@@ -1,0 +1,146 @@
+"""helpers.data: layouts, integrity checks, duplicates, the split, archives."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers import data
+from helpers.data import DataError
+
+from .conftest import make_image
+
+
+def test_split_is_stratified_70_15_15_and_reproducible(make_dataset, tmp_path):
+    root = make_dataset(per_class=20)
+    frame, report = data.prepare_split(root, seed=7)
+    assert report["layout"] == "class_folders"
+    assert report["classes"] == ["cat", "dog", "fox"]
+    for counts in report["counts"].values():
+        assert counts == {"train": 14, "val": 3, "test": 3}
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    data.save_split(run_a, frame, report)
+    data.save_split(run_b, *data.prepare_split(root, seed=7))
+    assert (run_a / "split.csv").read_bytes() == (run_b / "split.csv").read_bytes()
+    assert list(pd.read_csv(run_a / "split.csv").columns) == ["path", "label", "split", "sha256"]
+    other, _ = data.prepare_split(root, seed=8)
+    assert other["split"].tolist() != frame["split"].tolist()
+
+
+def test_duplicates_never_span_two_splits(make_dataset):
+    root = make_dataset(per_class=12)
+    for i in range(6):  # the same bytes under other names, in the same class and across classes
+        (root / "cat" / f"copy_{i}.png").write_bytes((root / "cat" / f"cat_{i}.png").read_bytes())
+    (root / "dog" / "stolen.png").write_bytes((root / "cat" / "cat_0.png").read_bytes())
+    frame, report = data.prepare_split(root, seed=1)
+    assert frame.groupby("sha256")["split"].nunique().max() == 1
+    assert len(report["duplicate_groups"]) >= 6
+    conflicts = report["conflicting_duplicates"]
+    assert len(conflicts) == 1 and conflicts[0]["labels"] == ["cat", "dog"]
+
+
+def test_broken_and_hidden_files_are_skipped_with_reasons(make_dataset):
+    root = make_dataset(per_class=6)
+    (root / "cat" / "empty.jpg").write_bytes(b"")
+    (root / "cat" / "notes.txt").write_text("not an image")
+    good = (root / "dog" / "dog_0.png").read_bytes()
+    (root / "dog" / "truncated.png").write_bytes(good[: len(good) // 2])
+    make_image(root / ".ipynb_checkpoints" / "x.png", 1)
+    make_image(root / "__MACOSX" / "cat" / "._a.png", 2)
+    make_image(root / "fox" / ".hidden.png", 3)
+    frame, report = data.prepare_split(root)
+    reasons = {s["path"]: s["reason"] for s in report["skipped"]}
+    assert reasons["cat/empty.jpg"] == "zero-byte file"
+    assert reasons["cat/notes.txt"] == "not an image"
+    assert reasons["dog/truncated.png"].startswith("corrupt or truncated")
+    assert report["classes"] == ["cat", "dog", "fox"]
+    assert not any("hidden" in p or "MACOSX" in p for p in frame["path"])
+
+
+def test_image_modes_convert_to_rgb(tmp_path):
+    arr = np.arange(24 * 24, dtype=np.uint16).reshape(24, 24) * 100
+    cases = {"cmyk": Image.new("CMYK", (20, 20), (0, 255, 0, 0)), "p": Image.new("P", (20, 20), 3),
+             "rgba": Image.new("RGBA", (20, 20), (10, 20, 30, 0)), "l": Image.new("L", (20, 20), 128),
+             "i16": Image.fromarray(arr, "I;16")}
+    for name, img in cases.items():
+        path = tmp_path / f"{name}.{'jpg' if name == 'cmyk' else 'png'}"
+        img.save(path)
+        checked = data.check_image(path)
+        assert checked.error == "", name
+        with Image.open(path) as im:
+            assert data.to_rgb(im).mode == "RGB"
+
+
+@pytest.mark.parametrize("layout", ["train", "valid"])
+def test_presplit_layout_and_extra_top_folder(make_dataset, tmp_path, layout):
+    top = tmp_path / "archive_top" / "dataset"
+    make_dataset(per_class=8, root=top / "train")
+    make_dataset(per_class=3, root=top / layout if layout != "train" else top / "test")
+    frame, report = data.prepare_split(tmp_path / "archive_top")
+    assert report["layout"] == "presplit"
+    kept, _ = data.prepare_split(tmp_path / "archive_top", keep_given_split=True)
+    assert set(kept["split"]) <= {"train", "val", "test"}
+    assert (kept["split"] == "train").sum() == 24
+
+
+def test_bad_inputs_name_the_culprit(make_dataset, tmp_path):
+    with pytest.raises(DataError, match="no such file or folder"):
+        data.resolve_dataset(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no class folders"):
+        data.prepare_split(tmp_path / "empty")
+    one = make_dataset(classes=("only",), root=tmp_path / "one")
+    with pytest.raises(DataError, match=r"at\s+least two class folders"):
+        data.prepare_split(one)
+    root = make_dataset(root=tmp_path / "emptyclass")
+    (root / "ghost").mkdir()
+    (root / "ghost" / "bad.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match=r"\['ghost'\] .* hold no valid image"):
+        data.prepare_split(root)
+    small = make_dataset(per_class=2, root=tmp_path / "small")
+    with pytest.raises(DataError, match=r"classes \['cat', 'dog', 'fox'\] have fewer than 3"):
+        data.prepare_split(small)
+
+
+def test_zip_is_extracted_once_and_escaping_members_refused(make_dataset, tmp_path, study_home):
+    root = make_dataset(per_class=5)
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in root.rglob("*.png"):
+            zf.write(p, f"pets/{p.relative_to(root)}")
+    folder = data.resolve_dataset(str(archive))
+    assert folder.is_relative_to(study_home)
+    frame, report = data.prepare_split(folder)
+    assert report["n_images"] == 15
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("ok/a.txt", "fine")
+        zf.writestr("../escape.txt", "bad")
+    with pytest.raises(DataError, match=r"'../escape.txt' would be written outside"):
+        data.resolve_dataset(str(evil))
+    assert not (study_home / "data" / "raw" / "evil").exists()
+    tgz = tmp_path / "evil.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        info = tarfile.TarInfo("/etc/owned")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(DataError, match="'/etc/owned' would be written outside"):
+        data.resolve_dataset(str(tgz))
+
+
+def test_load_split_requires_02(tmp_path):
+    with pytest.raises(DataError, match="run notebooks/02_data.ipynb"):
+        data.load_split(tmp_path / "run")
+
+
+def test_sample_dataset_is_committed():
+    frame, report = data.prepare_split(data.resolve_dataset("sample"))
+    assert report["n_images"] == 3000
+    assert len(report["classes"]) == 10
+    assert all(sum(c.values()) == 300 for c in report["counts"].values())
