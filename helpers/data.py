@@ -129,8 +129,9 @@ def detect_layout(root: Path) -> tuple[str, Path]:
     children = _visible_children(root)
     dirs = [c for c in children if c.is_dir()]
     files = [c for c in children if c.is_file()]
-    if len(dirs) == 1 and not files and dirs[0].name.lower() not in SPLIT_NAMES:
-        return detect_layout(dirs[0])
+    if len(dirs) == 1 and not files and dirs[0].name.lower() not in SPLIT_NAMES \
+            and any(c.is_dir() for c in _visible_children(dirs[0])):
+        return detect_layout(dirs[0])  # one extra top folder, as archives often have
     if dirs and all(d.name.lower() in SPLIT_NAMES for d in dirs) and any(
             SPLIT_NAMES[d.name.lower()] == "train" for d in dirs):
         return "presplit", root

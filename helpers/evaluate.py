@@ -143,6 +143,8 @@ def evaluate_run(run_dir, device, batch_size: int = 32) -> dict:
     """Evaluate a run's best checkpoint on its test split; write predictions.csv, metrics.json, the ledger cell."""
     from pathlib import Path
 
+    import torch
+
     from . import io
     from .data import load_split
     from .imagecache import load_resized, split_arrays
@@ -161,7 +163,7 @@ def evaluate_run(run_dir, device, batch_size: int = 32) -> dict:
     absent = sorted(set(classes) - set(test["label"]))
     model = build_model(cfg["arch"], len(classes), "none")
     load_weights(model, cfg["arch"], ckpt["model"], "best.pt")
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)
     spec = arch_spec(cfg["arch"])
     images, _ = split_arrays(frame, classes, "test", int(cfg["image_size"]))
     probs = predict_proba(model, Normalizer(spec.mean, spec.std).to(device), images, device, batch_size)

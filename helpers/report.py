@@ -225,8 +225,24 @@ def render(run_id: str, lang: str = "ru") -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(markdown_text: str, folder: Path, title: str) -> str:
+    """A self-contained HTML page of the report (Python-Markdown), with every figure embedded."""
+    import base64
+
+    import markdown
+    body = markdown.markdown(markdown_text, extensions=["tables", "sane_lists"], output_format="html")
+    for png in sorted(Path(folder).glob("*.png")):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
 def write_report(run_id: str, lang: str = "ru") -> Path:
-    """Write reports/<run_id>/REPORT.md with the run's figures copied beside it."""
+    """Write reports/<run_id>/REPORT.md (figures beside it) and a self-contained REPORT.html."""
     if lang not in TEXT:
         raise ValueError(f"lang={lang!r}: use ru or en.")
     out = paths.report_dir(run_id)
@@ -239,4 +255,5 @@ def write_report(run_id: str, lang: str = "ru") -> Path:
                 shutil.copyfile(fig, tmp)
     path = out / "REPORT.md"
     io.write_text(path, text)
+    io.write_text(out / "REPORT.html", to_html(text, out, f"{TEXT[lang]['title']}: {run_id}"))
     return path

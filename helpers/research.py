@@ -144,7 +144,7 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     top1, source = published_top1(arch)
     del model
     gc.collect()
-    return {"arch": arch, "family": spec.family, "params_m": round(params / 1e6, 3), "head_params": head_params,
+    return {"arch": arch, "family": spec.family, "params_m": round(params / 1e6, 6), "head_params": head_params,
             "gflops": round(flops / 1e9, 3), "latency_ms": round(latency * 1000, 2),
             "throughput_ips": round(batch_size / batch_time, 1),
             "train_ips": round(train_ips, 2) if train_ips else None, "peak_mem_mb": round(peak, 1),

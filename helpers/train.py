@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -130,7 +129,7 @@ def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.array(images[start:start + batch_size])).to(device, non_blocking=True)
         with _autocast(device):
-            out.append(model(norm(x)).float().softmax(1).cpu())
+            out.append(model(norm(x).contiguous(memory_format=torch.channels_last)).float().softmax(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
@@ -147,7 +146,7 @@ def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.n
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.array(images[start:start + batch_size])).to(device)
             with _autocast(device):
-                feats.append(model(norm(x)).float())
+                feats.append(model(norm(x).contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(feats)
     finally:
         setattr(model, spec.head, head)
@@ -263,9 +262,9 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
         model.load_state_dict(resume["model"])
     spec = arch_spec(cfg.arch)
     norm = Normalizer(spec.mean, spec.std).to(device)
-    model.to(device)
+    # channels_last is faster on CUDA and, with oneDNN, about 1.5x faster on CPU too (benchmarks/).
+    model.to(device, memory_format=torch.channels_last)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
 
     head_epochs = cfg.head_epochs
@@ -404,14 +403,12 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, criterio
     if progress:
         from tqdm.auto import tqdm
         batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=2.0,
-                       disable=os.environ.get("TQDM_DISABLE") == "1")
+                       )
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            logits = model(norm(x))
+            logits = model(norm(x).contiguous(memory_format=torch.channels_last))
             loss = criterion(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -67,7 +67,7 @@ def test_image_modes_convert_to_rgb(tmp_path):
     arr = np.arange(24 * 24, dtype=np.uint16).reshape(24, 24) * 100
     cases = {"cmyk": Image.new("CMYK", (20, 20), (0, 255, 0, 0)), "p": Image.new("P", (20, 20), 3),
              "rgba": Image.new("RGBA", (20, 20), (10, 20, 30, 0)), "l": Image.new("L", (20, 20), 128),
-             "i16": Image.fromarray(arr, "I;16")}
+             "i16": Image.fromarray(arr)}
     for name, img in cases.items():
         path = tmp_path / f"{name}.{'jpg' if name == 'cmyk' else 'png'}"
         img.save(path)

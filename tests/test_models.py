@@ -1,0 +1,96 @@
+"""helpers.models: real ImageNet weights offline for Lite0, every arch selectable, clear errors for weights."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+from skimage import data as skdata
+from torchvision.models import ResNet50_Weights
+from torchvision.transforms.functional import normalize, resize, to_tensor
+
+from helpers import models
+from helpers.models import WeightsError
+
+
+def test_lite0_weights_are_imagenet_a_cat_is_a_cat():
+    model = models.build_model("efficientnet-lite0", 1000, "imagenet").eval()
+    categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
+    x = normalize(resize(to_tensor(skdata.chelsea()), [224, 224], antialias=True), [0.5] * 3, [0.5] * 3)
+    with torch.no_grad():
+        top5 = [categories[i] for i in model(x[None]).topk(5).indices[0]]
+    assert {"Egyptian cat", "tabby", "tiger cat"} & set(top5[:3])
+    assert models.count_parameters(model) == 4_652_008
+
+
+@pytest.mark.parametrize("arch", ["efficientnet-b0", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small",
+                                  "efficientnet-lite0"])
+def test_every_family_builds_with_our_head(arch):
+    model = models.build_model(arch, 7, "none").eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
+    assert models.head_of(model, arch) is not None
+
+
+def test_all_archs_are_known():
+    assert set(models.ARCHS) == {f"efficientnet-b{i}" for i in range(8)} | {
+        "efficientnet-lite0", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"}
+    with pytest.raises(ValueError, match="arch='vgg16' is not known; choose one of: efficientnet-lite0"):
+        models.arch_spec("vgg16")
+
+
+@pytest.mark.parametrize("arch,filename", [("resnet50", "resnet50-11ad3fa6.pth"),
+                                           ("efficientnet-b4", "efficientnet-b4-6ed6700e.pth")])
+def test_offline_imagenet_weights_name_the_file_and_folder(arch, filename, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError) as err:
+        models.build_model(arch, 3, "imagenet")
+    message = str(err.value)
+    assert filename in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
+    assert "weights=none" in message
+
+
+def test_cached_hub_file_is_used_without_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    source = models.build_model("mobilenet_v3_small", 1000, "none")
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
+    target.parent.mkdir(parents=True)
+    torch.save(source.state_dict(), target)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("network used"))
+    model = models.build_model("mobilenet_v3_small", 4, "imagenet")
+    assert torch.equal(model.features[0][0].weight, source.features[0][0].weight)
+
+
+def test_weights_file_errors(tmp_path):
+    with pytest.raises(WeightsError, match="no such file"):
+        models.build_model("mobilenet_v3_small", 3, str(tmp_path / "missing.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(WeightsError, match="is not a PyTorch state dict"):
+        models.build_model("mobilenet_v3_small", 3, str(junk))
+    other = tmp_path / "resnet.pt"
+    torch.save(models.build_model("resnet50", 3, "none").state_dict(), other)
+    with pytest.raises(WeightsError, match="do not fit arch=mobilenet_v3_small"):
+        models.build_model("mobilenet_v3_small", 3, str(other))
+
+
+def test_weights_file_round_trip(tmp_path):
+    model = models.build_model("mobilenet_v3_small", 3, "none")
+    path = tmp_path / "mine.pt"
+    torch.save({"model": model.state_dict()}, path)
+    again = models.build_model("mobilenet_v3_small", 3, str(path))
+    assert torch.equal(again.classifier[-1].weight, model.classifier[-1].weight)
+
+
+def test_published_top1_sources():
+    top1, source = models.published_top1("resnet50")
+    assert top1 == pytest.approx(80.858) and "torchvision" in source
+    assert models.published_top1("efficientnet-b4") == (82.6, models.EFFNET_PYTORCH_TABLE)

@@ -1,0 +1,118 @@
+"""The runner and the notebooks through papermill: bad parameters stop early; a small study runs end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import paths, pipeline
+from helpers.report import pct
+
+
+def _run(argv, capsys):
+    code = pipeline.main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_unknown_parameter_is_an_error_listing_valid_names(capsys):
+    code, err = _run(["-p", "bach_size", "16", "--run-id", "bad"], capsys)
+    assert code == 2
+    assert "unknown parameter(s) ['bach_size']" in err and "batch_size" in err and "valid names are" in err
+    assert not paths.run_dir("bad").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_stops_before_writing(capsys):
+    code, err = _run(["-p", "device", "cuda", "--run-id", "bad"], capsys)
+    assert code == 2 and "device='cuda': CUDA is not available" in err
+    assert not paths.run_dir("bad").exists()
+
+
+def test_missing_dataset_and_bad_types_stop_before_writing(capsys, tmp_path):
+    code, err = _run(["-p", "dataset", str(tmp_path / "nope"), "--run-id", "bad"], capsys)
+    assert code == 2 and f"dataset='{tmp_path / 'nope'}': no such file or folder" in err
+    code, err = _run(["-p", "batch_size", "lots", "--run-id", "bad"], capsys)
+    assert code == 2 and "batch_size='lots': expected int" in err
+    code, err = _run(["-p", "batch_size", "0", "--run-id", "bad"], capsys)
+    assert code == 2 and "batch_size=0: must be an integer ≥ 1" in err
+    assert not paths.run_dir("bad").exists()
+
+
+def test_each_notebook_declares_a_literal_parameters_cell():
+    declared = pipeline.declared_parameters()
+    assert set(declared) == set(paths.NOTEBOOK_NAMES)
+    shared = ["run_id", "device", "batch_size"]
+    for name in shared:
+        defaults = {nb: p[name] for nb, p in declared.items() if name in p}
+        assert len(defaults) >= 2, name
+    assert declared["03_train"]["arch"] == declared["01_research"]["arch"] == '"efficientnet-lite0"'
+    assert declared["02_data"]["dataset"] == '"sample"'
+
+
+def test_small_study_end_to_end(make_dataset, tmp_path, capsys):
+    root = make_dataset(per_class=12, size=(20, 20))
+    params = tmp_path / "params.yaml"
+    params.write_text(f"dataset: {root}\nresearch_archs: mobilenet_v3_small\nepochs: 1\nhead_epochs: 1\n"
+                      "lang: en\nbatch_size: 8\n")
+    assert pipeline.main(["-f", str(params), "--run-id", "tiny"]) == 0
+    run = paths.run_dir("tiny")
+    research = pd.read_csv(run / "research.csv")
+    assert list(research.columns[:7]) == ["arch", "family", "params_m", "head_params", "gflops", "latency_ms",
+                                          "throughput_ips"]
+    assert research.loc[0, "params_m"] == pytest.approx(2.543, abs=1e-3)
+    split = pd.read_csv(run / "split.csv")
+    assert list(split.columns) == ["path", "label", "split", "sha256"] and len(split) == 36
+    assert split.groupby("sha256")["split"].nunique().max() == 1
+    cycles = pd.read_csv(run / "cycles.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(cycles) == 1 and cycles.loc[0, "test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
+    assert {"test_accuracy", "test_accuracy_ci95", "n_test", "classes", "roc_auc"} <= set(metrics)
+    assert set(metrics["roc_auc"]) == {"macro", "micro", "per_class"}
+    preds = pd.read_csv(run / "predictions.csv")
+    assert list(preds.columns) == ["path", "label", "pred", "p_cat", "p_dog", "p_fox"]
+    assert len(preds) == metrics["n_test"]
+    for fig in ("training_metrics.png", "test_roc_curve.png", "confusion_matrix.png", "class_balance.png"):
+        assert (run / "figures" / fig).stat().st_size > 1000
+    assert sorted(p.name for p in (run / "notebooks").iterdir()) == [f"{n}.ipynb" for n in paths.NOTEBOOK_NAMES]
+    recorded = json.loads((run / "params.json").read_text())
+    assert recorded["notebooks"]["02_data"]["parameters"] == {"dataset": str(root)}
+    assert "torch" in recorded["versions"]
+
+    report = (paths.report_dir("tiny") / "REPORT.md").read_text()
+    for heading in ("## 1. Architecture study", "## 2. Data preparation", "## 3. Model", "## 4. Training results"):
+        assert heading in report
+    lo, hi = metrics["test_accuracy_ci95"]
+    assert f"**{pct(metrics['test_accuracy'])}**" in report and pct(lo) in report and pct(hi) in report
+    assert f"n = {metrics['n_test']}" in report
+    assert f"micro-average {metrics['roc_auc']['micro']:.4f}" in report
+    row = re.search(r"\|\s*1 \*\(cpu\)\*\s*\|[^|]*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*`([\d.]+)%`", report)
+    assert row and int(row[1]) == cycles.loc[0, "epochs"] and int(row[2]) == cycles.loc[0, "batch_size"]
+    assert float(row[3]) == pytest.approx(100 * cycles.loc[0, "test_accuracy"], abs=0.005)
+    for fig in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (paths.report_dir("tiny") / fig).exists()
+
+    # A second cycle continues from the best checkpoint; the first row stays as it was.
+    first = (run / "cycles.csv").read_text().splitlines()[1]
+    assert pipeline.main(["--run-id", "tiny", "--from", "03_train", "-p", "init", "best", "-p", "epochs", "1",
+                          "-p", "head_epochs", "0", "-p", "lang", "ru"]) == 0
+    lines = (run / "cycles.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[1] == first
+    report = (paths.report_dir("tiny") / "REPORT.md").read_text()
+    assert "## 4. Результаты обучения" in report and "2 *(cpu)*" in report
+
+
+def test_a_notebook_runs_alone_from_any_directory(make_dataset, tmp_path, study_home):
+    root = make_dataset(per_class=6)
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    subprocess.run([sys.executable, "-m", "papermill", str(paths.NOTEBOOKS_DIR / "02_data.ipynb"), "out.ipynb",
+                    "-p", "dataset", str(root), "-p", "run_id", "solo", "--kernel", pipeline._kernel_name()],
+                   cwd=out, check=True, capture_output=True)
+    assert len(pd.read_csv(study_home / "runs" / "solo" / "split.csv")) == 18
+    assert (out / "out.ipynb").exists()

@@ -1,0 +1,59 @@
+"""helpers.report: every number comes from an artifact; both languages; partial runs still render."""
+
+import pandas as pd
+import pytest
+
+from helpers import io, paths, report
+
+
+def _artifacts(run_id="r"):
+    run = paths.run_dir(run_id)
+    io.write_csv(run / "cycles.csv", pd.DataFrame([
+        {"cycle": 1, "started_at": "t", "device": "cpu", "device_name": "CPU", "arch": "efficientnet-lite0",
+         "image_size": 64, "epochs": 7, "batch_size": 8, "best_epoch": 6, "best_val_accuracy": 0.8711,
+         "test_accuracy": None, "seconds": 10, "weights": "imagenet"},
+        {"cycle": 2, "started_at": "t", "device": "cuda:0", "device_name": "RTX", "arch": "efficientnet-lite0",
+         "image_size": 64, "epochs": 12, "batch_size": 16, "best_epoch": 9, "best_val_accuracy": 0.9311,
+         "test_accuracy": 0.9956, "seconds": 10, "weights": "imagenet"}]))
+    io.write_json(run / "metrics.json", {"test_accuracy": 0.9956, "test_accuracy_ci95": [0.981, 0.9988],
+                                         "n_test": 450, "classes": ["cat", "dog"], "roc_auc": 0.99871,
+                                         "roc_skipped_classes": [], "ece": 0.0123, "cycle": 2,
+                                         "per_class": {}, "most_confused": []})
+    return run
+
+
+def test_cycles_table_and_final_accuracy_come_from_artifacts():
+    _artifacts()
+    text = report.render("r", "ru")
+    assert "|     1 *(cpu)*      |" in text or "1 *(cpu)*" in text
+    assert "`87.11%` (вал.)" in text and "`99.56%`" in text
+    assert "**99.56%**" in text and "98.10% – 99.88%" in text and "n = 450" in text
+    assert "положительный класс «dog»): 0.9987" in text
+    assert "Исследование не запускалось" in text
+
+
+def test_english_and_bad_language():
+    _artifacts()
+    path = report.write_report("r", "en")
+    text = path.read_text()
+    assert "## 4. Training results" in text and "`87.11%` (val)" in text
+    with pytest.raises(ValueError, match="lang='de'"):
+        report.write_report("r", "de")
+
+
+def test_report_without_evaluation_says_so():
+    run = _artifacts()
+    (run / "metrics.json").unlink()
+    assert "has not been evaluated yet" in report.render("r", "en")
+
+
+def test_html_copy_embeds_figures():
+    run = _artifacts()
+    from helpers import plots
+    io.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
+                                                           "confidence": [0.8], "accuracy": [0.7]}), 0.1),
+                   run / "figures" / "reliability_diagram.png")
+    report.write_report("r", "en")
+    html = (paths.report_dir("r") / "REPORT.html").read_text()
+    assert "<table>" in html and 'src="data:image/png;base64,' in html
+    assert 'src="reliability_diagram.png"' not in html

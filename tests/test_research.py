@@ -1,0 +1,27 @@
+"""helpers.research: measured rows, the quoted table, claims checked against measurements."""
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import research
+
+
+def test_measure_gives_exact_params_and_positive_figures():
+    row = research.measure("mobilenet_v3_small", 64, torch.device("cpu"), batch_size=2, num_classes=5, repeats=1)
+    assert row["params_m"] == pytest.approx(2.542856, abs=1e-6)
+    assert row["head_params"] == 1024 * 5 + 5
+    assert row["gflops"] > 0 and row["latency_ms"] > 0 and row["train_ips"] > 0
+    assert row["imagenet_top1"] == pytest.approx(67.668)
+
+
+def test_qualitative_table_in_both_languages():
+    ru, en = research.qualitative_table("ru"), research.qualitative_table("en")
+    assert ru.iloc[:, 0].tolist() == en.iloc[:, 0].tolist() == ["EfficientNet", "ResNet-50", "MobileNetV3"]
+    assert "8 ГБ видеопамяти" in ru.iloc[0, 2] and "8 GB" in en.iloc[0, 2]
+
+
+def test_claim_check_reports_measured_ratio():
+    table = pd.DataFrame({"arch": ["resnet50", "mobilenet_v3_large"], "latency_ms": [30.0, 10.0]})
+    checks = research.claim_checks(table, "en")
+    assert checks.loc[0, "measured"].startswith("mobilenet_v3_large: 3.0×")

@@ -1,0 +1,128 @@
+"""helpers.train: a cycle is a ledger row, checkpoints load with weights_only, interruption loses nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import train
+from helpers.train import TrainConfig, TrainError
+
+DEVICE = torch.device("cpu")
+
+
+def _data(n=24, size=32, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = [i % classes for i in range(n)]
+    images = rng.integers(0, 50, size=(n, 3, size, size), dtype=np.uint8)
+    for i, y in enumerate(labels):
+        images[i, y] += 150  # one bright channel per class: learnable in an epoch
+    return images, labels
+
+
+def _config(**kw):
+    base = dict(arch="mobilenet_v3_small", classes=["a", "b", "c"], image_size=32, batch_size=8, epochs=2,
+                head_epochs=1, weights="none", lr=3e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_cycle_writes_ledger_history_and_checkpoints(tmp_path):
+    x, y = _data()
+    row = train.run_cycle(_config(), tmp_path, x, y, x, y, DEVICE, progress=False)
+    cycles = pd.read_csv(tmp_path / "cycles.csv")
+    assert list(cycles.columns[:12]) == ["cycle", "started_at", "device", "device_name", "arch", "image_size",
+                                         "epochs", "batch_size", "best_epoch", "best_val_accuracy",
+                                         "test_accuracy", "seconds"]
+    assert cycles["cycle"].tolist() == [1] and cycles["epochs"].tolist() == [2]
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["stage"].tolist() == ["head", "full", "full"]
+    assert history["epoch"].tolist() == [1, 2, 3]
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert best["config"]["classes"] == ["a", "b", "c"] and best["epoch"] == row["best_epoch"]
+    assert best["val_accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-4)
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert last["finished"] is True
+
+
+def test_continuation_cycles_append_rows_and_keep_earlier_ones(tmp_path):
+    x, y = _data()
+    train.run_cycle(_config(epochs=1, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
+    first = (tmp_path / "cycles.csv").read_text().splitlines()[1]
+    train.run_cycle(_config(epochs=1, head_epochs=0, init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    lines = (tmp_path / "cycles.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[1] == first
+    train.fill_test_accuracy(tmp_path, 2, 0.5)
+    cycles = pd.read_csv(tmp_path / "cycles.csv", dtype=str, keep_default_na=False)
+    assert cycles["test_accuracy"].tolist() == ["", "0.50000"]
+    assert (tmp_path / "cycles.csv").read_text().splitlines()[1] == first
+
+
+def test_interrupted_cycle_resumes_from_last_epoch(tmp_path, monkeypatch):
+    x, y = _data()
+    cfg = _config(epochs=3, head_epochs=0)
+    original = train._full_epoch
+    calls = {"n": 0}
+
+    def crash_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user pressed stop mid-epoch
+        return original(*args, **kwargs)
+    monkeypatch.setattr(train, "_full_epoch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_cycle(cfg, tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert not (tmp_path / "cycles.csv").exists()
+    monkeypatch.setattr(train, "_full_epoch", original)
+    row = train.run_cycle(cfg, tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert row["cycle"] == 1 and row["epochs"] == 3
+    assert len(pd.read_csv(tmp_path / "cycles.csv")) == 1
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch):
+    x, y = _data()
+    cfg = _config(epochs=2, head_epochs=0, augment="none")
+    train.run_cycle(cfg, tmp_path / "straight", x, y, x, y, DEVICE, progress=False)
+    original = train._full_epoch
+    calls = {"n": 0}
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(train, "_full_epoch", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_cycle(cfg, tmp_path / "resumed", x, y, x, y, DEVICE, progress=False)
+    monkeypatch.setattr(train, "_full_epoch", original)
+    train.run_cycle(cfg, tmp_path / "resumed", x, y, x, y, DEVICE, progress=False)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_configs_fail_before_anything_is_written(tmp_path):
+    x, y = _data()
+    for kwargs, message in [({"batch_size": 0}, "batch_size=0"), ({"epochs": -1}, "epochs=-1"),
+                            ({"arch": "vgg"}, "arch='vgg' is not known")]:
+        with pytest.raises(ValueError, match=message):
+            train.run_cycle(_config(**kwargs), tmp_path, x, y, x, y, DEVICE, progress=False)
+    with pytest.raises(TrainError, match="no such checkpoint yet"):
+        train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert not (tmp_path / "cycles.csv").exists()
+
+
+def test_checkpoint_of_other_arch_or_classes_is_refused(tmp_path):
+    x, y = _data()
+    train.run_cycle(_config(epochs=1, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
+    with pytest.raises(TrainError, match="holds arch mobilenet_v3_small, not efficientnet-lite0"):
+        train.run_cycle(_config(arch="efficientnet-lite0", init="best"), tmp_path, x, y, x, y, DEVICE,
+                        progress=False)
+    with pytest.raises(TrainError, match="classes .* differ"):
+        train.run_cycle(_config(classes=["a", "b", "z"], init="last"), tmp_path, x, y, x, y, DEVICE,
+                        progress=False)
+    assert len(pd.read_csv(tmp_path / "cycles.csv")) == 1
