@@ -54,10 +54,11 @@ def our_epoch(model, cfg, images, labels, device, norm) -> float:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     g = torch.Generator().manual_seed(0)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     train._full_epoch(model, cfg, norm, images[: 2 * cfg.batch_size], labels[: 2 * cfg.batch_size], opt, sched,
-                      crit, g, device, 0, False)  # warm-up
+                      scaler, crit, g, device, 0, False)  # warm-up
     t0 = time.perf_counter()
-    train._full_epoch(model, cfg, norm, images, labels, opt, sched, crit, g, device, 1, False)
+    train._full_epoch(model, cfg, norm, images, labels, opt, sched, scaler, crit, g, device, 1, False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return len(labels) / (time.perf_counter() - t0)

@@ -124,30 +124,109 @@ def _visible_children(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not is_hidden(PurePosixPath(p.name)))
 
 
+LABEL_COLUMNS = ["label", "labels", "class", "class_name", "category", "target", "breed", "species", "y"]
+
+
+def _has_subdirs(folder: Path) -> bool:
+    """True when a folder holds at least one visible subfolder."""
+    return any(c.is_dir() for c in _visible_children(folder))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Visible image files directly inside a folder."""
+    return [c for c in _visible_children(folder) if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _label_from_name(name: str) -> str:
+    """'cat.12.jpg' or 'cat_12.png' → 'cat' (Kaggle's dogs-vs-cats style); '' when there is no word label."""
+    stem = name.rsplit(".", 1)[0]
+    for sep in (".", "_", "-"):
+        if sep in stem:
+            head = stem.split(sep, 1)[0]
+            return head if head and not head.isdigit() else ""
+    return ""
+
+
 def detect_layout(root: Path) -> tuple[str, Path]:
-    """Return ('class_folders' | 'presplit', data root), stepping into one extra top folder."""
+    """Return the layout ('class_folders', 'presplit', 'csv' or 'filenames') and the data root."""
     children = _visible_children(root)
     dirs = [c for c in children if c.is_dir()]
     files = [c for c in children if c.is_file()]
+    csvs = [f for f in files if f.suffix.lower() == ".csv"]
     if len(dirs) == 1 and not files and dirs[0].name.lower() not in SPLIT_NAMES \
-            and any(c.is_dir() for c in _visible_children(dirs[0])):
+            and any(c.is_dir() or c.suffix.lower() == ".csv" for c in _visible_children(dirs[0])):
         return detect_layout(dirs[0])  # one extra top folder, as archives often have
-    if dirs and all(d.name.lower() in SPLIT_NAMES for d in dirs) and any(
-            SPLIT_NAMES[d.name.lower()] == "train" for d in dirs):
+    if csvs:
+        return "csv", root
+    split_dirs = [d for d in dirs if d.name.lower() in SPLIT_NAMES]
+    if split_dirs and any(SPLIT_NAMES[d.name.lower()] == "train" for d in split_dirs) \
+            and all(_has_subdirs(d) for d in split_dirs):
         return "presplit", root
+    images = _images_in(root) or [i for d in split_dirs if SPLIT_NAMES[d.name.lower()] == "train"
+                                  for i in _images_in(d)]
+    if images and len({_label_from_name(i.name) for i in images} - {""}) >= 2:
+        return "filenames", root
     if not dirs:
         raise DataError(f"{root} holds no class folders: put the images in one subfolder per class "
-                        "(root/<class>/image.jpg).")
+                        "(root/<class>/image.jpg), or add a CSV of file names and labels.")
     return "class_folders", root
 
 
+def _csv_items(root: Path) -> tuple[list[tuple[str, str, str]], list[dict]]:
+    """Items of a CSV layout: the CSV column holding labels and the one naming files below `root`."""
+    csv_path = sorted(f for f in _visible_children(root) if f.suffix.lower() == ".csv")[0]
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    lower = {c.lower().strip(): c for c in table.columns}
+    label_col = next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
+    if label_col is None:
+        raise DataError(f"{csv_path.name}: no label column found among its columns {list(table.columns)}; "
+                        f"name it one of {LABEL_COLUMNS}.")
+    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+             and not is_hidden(PurePosixPath(p.relative_to(root).as_posix()))]
+    by_rel = {p.relative_to(root).as_posix(): p for p in files}
+    by_name = {p.name: p for p in files}
+    by_stem = {p.stem: p for p in files}
+
+    def find(value: str) -> Path | None:
+        value = value.strip()
+        return by_rel.get(value) or by_name.get(Path(value).name) or by_stem.get(Path(value).stem)
+
+    scores = {c: sum(find(v) is not None for v in table[c].head(200)) for c in table.columns if c != label_col}
+    path_col = max(scores, key=scores.get) if scores else None
+    if not path_col or scores[path_col] == 0:
+        raise DataError(f"{csv_path.name}: no column names image files found below {root} "
+                        f"(columns: {list(table.columns)}).")
+    items, skipped = [], []
+    for value, label in zip(table[path_col], table[label_col]):
+        found = find(value)
+        if found is None:
+            skipped.append({"path": value, "reason": f"listed in {csv_path.name} but not found"})
+        else:
+            items.append((found.relative_to(root).as_posix(), str(label).strip(), ""))
+    return items, skipped
+
+
 def list_images(root: Path) -> tuple[str, Path, list[tuple[str, str, str]], list[dict]]:
-    """List (relative path, label, given split) of every candidate file, and the hidden/skipped ones."""
+    """List (relative path, label, given split) of every candidate file, and the files skipped already."""
     layout, data_root = detect_layout(root)
     items: list[tuple[str, str, str]] = []
     skipped: list[dict] = []
-    tops = [(d, SPLIT_NAMES[d.name.lower()]) for d in _visible_children(data_root) if d.is_dir()] \
-        if layout == "presplit" else [(data_root, "")]
+    if layout == "csv":
+        items, skipped = _csv_items(data_root)
+        return layout, data_root, items, skipped
+    if layout == "filenames":
+        folder = data_root if _images_in(data_root) else next(
+            d for d in _visible_children(data_root) if d.is_dir() and SPLIT_NAMES.get(d.name.lower()) == "train")
+        for image in _images_in(folder):
+            label = _label_from_name(image.name)
+            rel = image.relative_to(data_root).as_posix()
+            if label:
+                items.append((rel, label, ""))
+            else:
+                skipped.append({"path": rel, "reason": "no label in the file name"})
+        return layout, data_root, items, skipped
+    tops = [(d, SPLIT_NAMES[d.name.lower()]) for d in _visible_children(data_root)
+            if d.is_dir() and d.name.lower() in SPLIT_NAMES] if layout == "presplit" else [(data_root, "")]
     for top, given_split in tops:
         for class_dir in _visible_children(top):
             if not class_dir.is_dir():
@@ -157,10 +236,10 @@ def list_images(root: Path) -> tuple[str, Path, list[tuple[str, str, str]], list
             for dirpath, dirnames, filenames in os.walk(class_dir):
                 dirnames[:] = sorted(d for d in dirnames if not is_hidden(PurePosixPath(d)))
                 for name in sorted(filenames):
-                    rel = PurePosixPath(Path(dirpath, name).relative_to(data_root).as_posix())
                     if is_hidden(PurePosixPath(name)):
                         continue
-                    items.append((rel.as_posix(), class_dir.name, given_split))
+                    rel = Path(dirpath, name).relative_to(data_root).as_posix()
+                    items.append((rel, class_dir.name, given_split))
     return layout, data_root, items, skipped
 
 

@@ -180,5 +180,13 @@ def evaluate_run(run_dir, device, batch_size: int = 32) -> dict:
     root = Path(report["root"])
     gallery = ([load_resized(root / p, 96) for p in errors["path"]],
                [f"{t} → {p} ({c:.2f})" for t, p, c in zip(errors["label"], errors["pred"], errors["confidence"])])
+    # Grad-CAM over one test image per class (up to eight), at the network's input size.
+    from .gradcam import grad_cam
+    picks = [int(np.flatnonzero(preds["label"].to_numpy() == c)[0]) for c in classes
+             if (preds["label"] == c).any()][:8]
+    x = torch.from_numpy(np.array(images[picks])).to(device)
+    cams = grad_cam(model, cfg["arch"], Normalizer(spec.mean, spec.std).to(device)(x))
+    cam_titles = [f"{preds['label'].iloc[i]} → {preds['pred'].iloc[i]}" for i in picks]
     return {"metrics": metrics, "predictions": preds, "curves": roc_curves(preds["label"].tolist(),
-            probabilities(preds, classes), classes), "calibration": calibration, "errors": gallery}
+            probabilities(preds, classes), classes), "calibration": calibration, "errors": gallery,
+            "gradcam": ([np.array(images[i]) for i in picks], cams, cam_titles)}

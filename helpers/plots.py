@@ -123,3 +123,18 @@ def research_scatter(table: pd.DataFrame) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def gradcam_grid(images: list[np.ndarray], cams: np.ndarray, titles: list[str], cols: int = 4) -> Figure:
+    """Test images with their Grad-CAM heatmaps laid over them."""
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cam, title in zip(axes.ravel(), images, cams, titles):
+        ax.imshow(np.transpose(img, (1, 2, 0)))
+        ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+    fig.suptitle("Grad-CAM: regions behind the predicted class")
+    fig.tight_layout()
+    return fig

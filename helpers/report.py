@@ -42,6 +42,7 @@ TEXT = {
         "ece": "Ожидаемая ошибка калибровки (ECE): {ece}.",
         "fig_metrics": "Метрики обучения (все циклы)", "fig_roc": "ROC на тестовой выборке",
         "fig_cm": "Матрица ошибок", "fig_rel": "Диаграмма надежности", "fig_err": "Самые уверенные ошибки",
+        "fig_cam": "Grad-CAM: области, на которые смотрит сеть",
         "fig_balance": "Баланс классов", "fig_research": "Точность и задержка",
         "confused": "Чаще всего путаются", "per_class": "Метрики по классам",
         "no_eval": "Оценка на тестовой выборке еще не выполнялась (нет metrics.json).",
@@ -80,6 +81,7 @@ TEXT = {
         "ece": "Expected calibration error (ECE): {ece}.",
         "fig_metrics": "Training metrics (all cycles)", "fig_roc": "Test ROC", "fig_cm": "Confusion matrix",
         "fig_rel": "Reliability diagram", "fig_err": "Most confident mistakes", "fig_balance": "Class balance",
+        "fig_cam": "Grad-CAM: where the network looked",
         "fig_research": "Accuracy against latency",
         "confused": "Most confused pairs", "per_class": "Per-class metrics",
         "no_eval": "The test split has not been evaluated yet (no metrics.json).",
@@ -214,6 +216,7 @@ def render(run_id: str, lang: str = "ru") -> str:
             lines += [f"**{t['confused']}**", "", pd.DataFrame(metrics["most_confused"][:5]).to_markdown(index=False), ""]
     _figure(lines, figures, "reliability_diagram.png", t["fig_rel"])
     _figure(lines, figures, "confident_errors.png", t["fig_err"])
+    _figure(lines, figures, "gradcam.png", t["fig_cam"])
 
     lines += [f"## {t['prov']}", "", f"- {t['commit']}: `{params.get('git_commit', 'unknown')}`"]
     if data:

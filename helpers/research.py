@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import gc
+import json
 import resource
 import statistics
 import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import paths
 from .models import arch_spec, build_model, count_parameters, head_of, published_top1
 
 RESEARCH_COLUMNS = ["arch", "family", "params_m", "head_params", "gflops", "latency_ms", "throughput_ips",
@@ -157,9 +161,18 @@ def study(archs: list[str], image_size: int, device: torch.device, batch_size: i
     for arch in archs:
         arch_spec(arch)
     rows = []
+    # Each architecture is measured in a fresh process: memory freed by one model stays with the
+    # allocator and would hide the next one's peak.
     for arch in archs:
         t0 = time.perf_counter()
-        rows.append(measure(arch, image_size, device, batch_size, num_classes))
+        request = json.dumps({"arch": arch, "image_size": image_size, "device": str(device),
+                              "batch_size": batch_size, "num_classes": num_classes,
+                              "threads": torch.get_num_threads()})
+        done = subprocess.run([sys.executable, "-m", "helpers.research", request], capture_output=True,
+                              text=True, cwd=paths.PROJECT_ROOT)
+        if done.returncode != 0:
+            raise RuntimeError(f"measuring {arch} failed: {done.stderr.strip().splitlines()[-1:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         if progress:
             print(f"{arch}: {time.perf_counter() - t0:.1f}s", flush=True)
     return pd.DataFrame(rows, columns=RESEARCH_COLUMNS)
@@ -175,4 +188,19 @@ def claim_checks(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
             rows.append({"claim": "MobileNetV3 в 3 раза быстрее ResNet" if lang == "ru"
                          else "MobileNetV3 is 3× faster than ResNet",
                          "measured": f"{mobile}: {ratio:.1f}× ({lat['resnet50']:.1f} / {lat[mobile]:.1f} ms)"})
+    effnets = table[table["arch"].str.startswith("efficientnet")] if "peak_mem_mb" in table else table.iloc[:0]
+    if len(effnets):
+        worst = effnets.loc[effnets["peak_mem_mb"].idxmax()]
+        where = "GPU" if str(worst.get("device", "cpu")).startswith("cuda") else "RAM"
+        rows.append({"claim": "EfficientNet требует минимум 8 ГБ видеопамяти" if lang == "ru"
+                     else "EfficientNet needs at least 8 GB of video memory",
+                     "measured": f"{worst['arch']}: {worst['peak_mem_mb'] / 1024:.1f} GB {where} peak for a training "
+                                 f"step at {int(worst.get('image_size', 0))} px"})
     return pd.DataFrame(rows, columns=["claim", "measured"])
+
+
+if __name__ == "__main__":  # one isolated measurement, as `study` runs it
+    args = json.loads(sys.argv[1])
+    torch.set_num_threads(args.pop("threads"))
+    args["device"] = torch.device(args["device"])
+    print(json.dumps(measure(**args)))

@@ -40,12 +40,12 @@ class TrainConfig:
     classes: list[str]
     image_size: int
     batch_size: int = 32
-    epochs: int = 6
-    head_epochs: int = 2
+    epochs: int = 7
+    head_epochs: int = 5
     weights: str = "imagenet"
     init: str = "weights"
-    lr: float = 1e-3
-    backbone_lr_scale: float = 0.3
+    lr: float = 2e-3
+    backbone_lr_scale: float = 0.5
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     warmup_epochs: float = 0.5
@@ -277,6 +277,10 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
         generator.set_state(resume["rng"]["loader"])
 
     y_val = torch.as_tensor(val_labels)
+    # fp16 needs a gradient scaler (kept across epochs and checkpoints); bf16 and CPU do not.
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    if resume and resume.get("scaler"):
+        scaler.load_state_dict(resume["scaler"])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     feats = None
     optimizer = scheduler = None
@@ -313,7 +317,7 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
                 logits = head_of(model, cfg.arch).eval()(feats[1])
         else:
             train_loss, train_acc, lr = _full_epoch(model, cfg, norm, train_images, train_labels, optimizer,
-                                                    scheduler, criterion, generator, device, epoch, progress)
+                                                    scheduler, scaler, criterion, generator, device, epoch, progress)
             logits = None
         if logits is None:
             probs = torch.from_numpy(predict_proba(model, norm, val_images, device))
@@ -349,6 +353,7 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
                                                     "finished": True})
         _save_checkpoint(last_path, {**common, "finished": finished, "state": dict(state), "stage": stage,
                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                     "scaler": scaler.state_dict(),
                                      "rng": {**_rng_state(), "loader": generator.get_state()}})
         if stopped_early:
             break
@@ -387,7 +392,7 @@ def _head_epoch(model, cfg, feats, labels, optimizer, scheduler, criterion, gene
     return total_loss / len(order), correct / len(order), scheduler.get_last_lr()[0]
 
 
-def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, criterion, generator, device,
+def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, criterion, generator, device,
                 epoch, progress):
     """One epoch of the whole network over the cached images, with augmentation."""
     loader = DataLoader(CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size)), batch_size=cfg.batch_size,
@@ -397,7 +402,6 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, criterio
     model.train()
     if cfg.freeze_bn:
         set_bn_eval(model)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     total_loss, correct, seen = 0.0, 0, 0
     batches = loader
     if progress:

@@ -24,7 +24,7 @@ throughput, a training step, peak memory — and the published ImageNet top-1.
 `figures/research_latency_accuracy.png`."""),
         ("params", """run_id = "default"  # folder under runs/ and reports/
 arch = "efficientnet-lite0"  # the architecture 03 fine-tunes
-research_archs = "efficientnet-lite0,efficientnet-b0,resnet50,mobilenet_v3_large,mobilenet_v3_small"  # candidates, comma-separated
+research_archs = "efficientnet-lite0,efficientnet-b0,efficientnet-b1,efficientnet-b2,efficientnet-b3,efficientnet-b4,resnet50,mobilenet_v3_large,mobilenet_v3_small"  # candidates, comma-separated
 image_size = 0  # input pixels for the measurements (0: the chosen arch's native size)
 device = "auto"  # auto, cpu, cuda, cuda:N, mps
 batch_size = 8  # batch for the throughput and training-step measurements
@@ -100,13 +100,13 @@ arch = "efficientnet-lite0"  # efficientnet-b0…b7, efficientnet-lite0, resnet5
 weights = "imagenet"  # imagenet, none, or a path to a state-dict file
 device = "auto"  # auto, cpu, cuda, cuda:N, mps
 batch_size = 32  # images per step
-epochs = 4  # whole-network epochs in this cycle
+epochs = 7  # whole-network epochs in this cycle
 head_epochs = 5  # head-only epochs on cached features before them (cheap)
 image_size = 0  # network input pixels (0: chosen from the arch and the images)
 init = "weights"  # weights (start from `weights`), best or last (continue this run's checkpoint)
 seed = 42  # seed of the cycle
-lr = 0.001  # head learning rate (AdamW)
-backbone_lr_scale = 0.3  # backbone learning rate is lr times this
+lr = 0.002  # head learning rate (AdamW)
+backbone_lr_scale = 0.5  # backbone learning rate is lr times this
 label_smoothing = 0.1  # cross-entropy label smoothing
 augment = "flip"  # none, flip, crop
 freeze_bn = True  # keep BatchNorm statistics frozen (stable at small batches)
@@ -164,6 +164,7 @@ metrics["roc_auc"]"""),
         ("code", """io.save_figure(plots.reliability_diagram(result["calibration"], metrics["ece"]),
                ctx.figures / "reliability_diagram.png")"""),
         ("code", """io.save_figure(plots.image_grid(*result["errors"], cols=8), ctx.figures / "confident_errors.png")"""),
+        ("code", """io.save_figure(plots.gradcam_grid(*result["gradcam"]), ctx.figures / "gradcam.png")"""),
         ("md", "## Отчет · Report"),
         ("code", """path = report.write_report(run_id, lang)
 display(Markdown(path.read_text(encoding="utf-8").split("## 4.", 1)[-1][:3000]))

@@ -144,3 +144,31 @@ def test_sample_dataset_is_committed():
     assert report["n_images"] == 3000
     assert len(report["classes"]) == 10
     assert all(sum(c.values()) == 300 for c in report["counts"].values())
+
+
+def test_csv_layout_finds_label_and_path_columns(tmp_path):
+    root = tmp_path / "csvset"
+    rows = ["image_id,breed"]
+    for k, c in enumerate(["pug", "husky"]):
+        for i in range(5):
+            make_image(root / "images" / f"{c}{i}.jpg", 10 * k + i, shade=k)
+            rows.append(f"{c}{i},{c}")
+    rows.append("ghost,pug")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    frame, report = data.prepare_split(root)
+    assert report["layout"] == "csv" and report["classes"] == ["husky", "pug"]
+    assert {"path": "ghost", "reason": "listed in labels.csv but not found"} in report["skipped"]
+    (root / "labels.csv").write_text("image_id,something\npug0,x\n")
+    with pytest.raises(DataError, match=r"labels.csv: no label column found among its columns \['image_id', 'something'\]"):
+        data.prepare_split(root)
+
+
+def test_labels_in_file_names_like_dogs_vs_cats(tmp_path):
+    root = tmp_path / "dogs-vs-cats" / "train"
+    for k, c in enumerate(["cat", "dog"]):
+        for i in range(5):
+            make_image(root / f"{c}.{i}.jpg", 10 * k + i, shade=k)
+    make_image(root / "17.jpg", 99)
+    frame, report = data.prepare_split(tmp_path / "dogs-vs-cats")
+    assert report["layout"] == "filenames" and report["classes"] == ["cat", "dog"]
+    assert report["skipped"] == [{"path": "train/17.jpg", "reason": "no label in the file name"}]
