@@ -70,26 +70,15 @@ def _peak_rss_reset() -> bool:
         return False
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB."""
+def _rss_mb(field: str) -> float:
+    """A memory figure of this process from /proc (VmHWM: peak, VmRSS: current) in MiB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _current_rss_mb() -> float:
-    """Current resident memory of this process in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return _peak_rss_mb()
 
 
 def _median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -115,7 +104,7 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     gc.collect()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    base = _current_rss_mb()
+    base = _rss_mb("VmRSS")
     reset = _peak_rss_reset()
     model = build_model(arch, 1000, "none")
     params = count_parameters(model)
@@ -144,7 +133,7 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = _peak_rss_mb() - base if reset else float("nan")
+        peak = _rss_mb("VmHWM") - base if reset else float("nan")
     top1, source = published_top1(arch)
     del model
     gc.collect()

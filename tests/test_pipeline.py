@@ -81,7 +81,9 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys):
         assert (run / "figures" / fig).stat().st_size > 1000
     assert sorted(p.name for p in (run / "notebooks").iterdir()) == [f"{n}.ipynb" for n in paths.NOTEBOOK_NAMES]
     recorded = json.loads((run / "params.json").read_text())
-    assert recorded["notebooks"]["02_data"]["parameters"] == {"dataset": str(root)}
+    assert recorded["notebooks"]["02_data"]["parameters"]["dataset"] == str(root)
+    assert recorded["notebooks"]["03_train"]["parameters"]["epochs"] == 1
+    assert recorded["notebooks"]["pipeline"]["parameters"]["lang"] == "en"
     assert "torch" in recorded["versions"]
 
     report = (paths.report_dir("tiny") / "REPORT.md").read_text()
