@@ -28,7 +28,7 @@ def load_resized(path: str | Path, size: int) -> np.ndarray:
         img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
         left, top = (nw - size) // 2, (nh - size) // 2
         img = img.crop((left, top, left + size, top + size))
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def cache_key(shas: list[str], size: int) -> str:
