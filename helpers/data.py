@@ -449,3 +449,11 @@ def sample_grid(frame: pd.DataFrame, root: Path, per_class: int = 6, seed: int =
             images.append(load_resized(Path(root) / path, size))
             titles.append(str(label))
     return images, titles
+
+
+def split_for(run_dir: Path, dataset: str, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The run's split (made by 02), or the default 70/15/15 split of `dataset`, saved for 02 to confirm."""
+    if not (run_dir / "split.csv").exists():
+        frame, report = prepare_split(resolve_dataset(dataset), seed)
+        save_split(run_dir, frame, report)
+    return load_split(run_dir)

@@ -56,7 +56,7 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     if "device" in params:
         resolved["device"] = resolve_device(str(params["device"]))
     for name, low in (("batch_size", 1), ("epochs", 0), ("head_epochs", 0), ("image_size", 0), ("patience", 0),
-                      ("bakeoff_epochs", 0), ("workers", 0)):
+                      ("bakeoff_epochs", 0), ("workers", -1)):
         if name in params:
             _int(name, params[name], low)
     if params.get("image_size") not in (None, 0) and int(params["image_size"]) < 32:

@@ -26,7 +26,7 @@ TEXT = {
         "class": "Класс", "train": "тренировка", "val": "валидация", "test": "тест", "total": "всего",
         "arch": "Архитектура", "weights": "Начальные веса", "image_size": "Размер входа", "batch": "Размер батча",
         "recipe": "Рецепт", "recipe_text": "этап 1 — {head} эпох(и) только головы на закэшированных признаках; этап 2 — "
-                  "вся сеть, lr головы {lr}, lr основы ×{scale}, AdamW, прогрев и косинусное расписание, "
+                  "обучаемые блоки основы: {unfreeze}, lr головы {lr}, lr основы ×{scale}, AdamW, расписание {schedule}, "
                   "сглаживание меток {ls}, статистики BatchNorm {bn}, аугментации: {aug}",
         "bn_frozen": "заморожены", "bn_train": "обучаются",
         "cycle_line": "Цикл {cycle}: лучшая эпоха {best_epoch}, точность на валидации {val}.",
@@ -63,8 +63,8 @@ TEXT = {
         "conflicts": "of them with conflicting labels",
         "class": "Class", "train": "train", "val": "validation", "test": "test", "total": "total",
         "arch": "Architecture", "weights": "Initial weights", "image_size": "Input size", "batch": "Batch size",
-        "recipe": "Recipe", "recipe_text": "stage 1 — {head} head-only epoch(s) on cached features; stage 2 — the "
-                  "whole network, head lr {lr}, backbone lr ×{scale}, AdamW, warmup then cosine schedule, label "
+        "recipe": "Recipe", "recipe_text": "stage 1 — {head} head-only epoch(s) on cached features; stage 2 — "
+                  "backbone blocks trained: {unfreeze}, head lr {lr}, backbone lr ×{scale}, AdamW, {schedule} schedule, label "
                   "smoothing {ls}, BatchNorm statistics {bn}, augmentation: {aug}",
         "bn_frozen": "frozen", "bn_train": "trained",
         "cycle_line": "Cycle {cycle}: best epoch {best_epoch}, validation accuracy {val}.",
@@ -178,6 +178,7 @@ def render(run_id: str, lang: str = "ru") -> str:
         if rec:
             lines.append(f"- {t['recipe']}: " + t["recipe_text"].format(
                 head=rec.get("head_epochs"), lr=rec.get("lr"), scale=rec.get("backbone_lr_scale"),
+                unfreeze=rec.get("unfreeze", "all"), schedule=rec.get("schedule", "cosine"),
                 ls=rec.get("label_smoothing"), bn=t["bn_frozen"] if rec.get("freeze_bn") else t["bn_train"],
                 aug=rec.get("augment")))
         lines.append("")

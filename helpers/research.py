@@ -193,3 +193,27 @@ if __name__ == "__main__":  # one isolated measurement, as `study` runs it
     torch.set_num_threads(args.pop("threads"))
     args["device"] = torch.device(args["device"])
     print(json.dumps(measure(**args)))
+
+
+def bakeoff(archs: list[str], frame: pd.DataFrame, classes: list[str], image_size: int, device: torch.device,
+            epochs: int, batch_size: int, seed: int, out_dir: Path, progress: bool = False) -> pd.DataFrame:
+    """Fine-tune every candidate whose ImageNet weights are available on one split, same budget and seed."""
+    from .imagecache import split_arrays
+    from .models import WeightsError, imagenet_state_dict
+    from .train import TrainConfig, run_cycle
+    train_data = split_arrays(frame, classes, "train", image_size)
+    val_data = split_arrays(frame, classes, "val", image_size)
+    rows = []
+    for arch in archs:
+        try:
+            imagenet_state_dict(arch)
+        except WeightsError as exc:
+            rows.append({"arch": arch, "bakeoff_val_accuracy": None, "bakeoff_seconds": None,
+                         "bakeoff_note": str(exc).split(":")[0]})
+            continue
+        cfg = TrainConfig(arch=arch, classes=classes, image_size=image_size, batch_size=batch_size, epochs=epochs,
+                          head_epochs=5, seed=seed, device=str(device))
+        row = run_cycle(cfg, Path(out_dir) / arch, *train_data, *val_data, device, progress=progress)
+        rows.append({"arch": arch, "bakeoff_val_accuracy": row["best_val_accuracy"],
+                     "bakeoff_seconds": row["seconds"], "bakeoff_note": ""})
+    return pd.DataFrame(rows, columns=["arch", "bakeoff_val_accuracy", "bakeoff_seconds", "bakeoff_note"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,9 +53,12 @@ class TrainConfig:
     freeze_bn: bool = True
     augment: str = "flip"
     patience: int = 0
+    unfreeze: str = "all"
+    schedule: str = "cosine"
+    deterministic: bool = False
     seed: int = 42
     device: str = "cpu"
-    workers: int = 0
+    workers: int = -1
     extra: dict = field(default_factory=dict)
 
     def resume_key(self) -> dict:
@@ -76,6 +80,10 @@ def validate_config(cfg: TrainConfig) -> None:
         raise TrainError(f"init={cfg.init!r}: use weights, best or last.")
     if cfg.augment not in ("none", "flip", "crop"):
         raise TrainError(f"augment={cfg.augment!r}: use none, flip or crop.")
+    if not (str(cfg.unfreeze) == "all" or str(cfg.unfreeze).isdigit()):
+        raise TrainError(f"unfreeze={cfg.unfreeze!r}: use all, or the number of top backbone blocks to train.")
+    if cfg.schedule not in ("cosine", "onecycle"):
+        raise TrainError(f"schedule={cfg.schedule!r}: use cosine or onecycle.")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
@@ -170,15 +178,54 @@ def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     return f
 
 
+def backbone_blocks(model: nn.Module, arch: str) -> list[nn.Module]:
+    """The backbone's stages from input to output, the unit that `unfreeze=N` counts from the top."""
+    spec = arch_spec(arch)
+    if spec.library == "efficientnet-pytorch":
+        return [nn.ModuleList([model._conv_stem, model._bn0]), *model._blocks,
+                nn.ModuleList([model._conv_head, model._bn1])]
+    if arch == "resnet50":
+        return [nn.ModuleList([model.conv1, model.bn1]), model.layer1, model.layer2, model.layer3, model.layer4]
+    return list(model.features)
+
+
+def set_trainable(model: nn.Module, arch: str, stage: str, unfreeze: str) -> None:
+    """Head only in stage 1; in stage 2 the whole network or its top `unfreeze` blocks, plus the head."""
+    for p in model.parameters():
+        p.requires_grad_(stage == "full" and str(unfreeze) == "all")
+    if stage == "full" and str(unfreeze) != "all":
+        blocks = backbone_blocks(model, arch)
+        for block in blocks[len(blocks) - int(unfreeze):] if int(unfreeze) else []:
+            for p in block.parameters():
+                p.requires_grad_(True)
+    for p in head_of(model, arch).parameters():
+        p.requires_grad_(True)
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig, head_only: bool) -> torch.optim.Optimizer:
-    """AdamW with a lower learning rate for the backbone than for the head."""
+    """AdamW over the trainable parameters, with a lower learning rate for the backbone than for the head."""
     head_params = list(head_of(model, cfg.arch).parameters())
     head_ids = {id(p) for p in head_params}
     groups = [{"params": head_params, "lr": cfg.lr}]
-    if not head_only:
-        backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    backbone = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
+    if not head_only and backbone:
         groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, warm: int):
+    """Warmup then cosine (LambdaLR), or one-cycle, stepped once per optimizer step."""
+    if cfg.schedule == "onecycle" and total > 1:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=total, pct_start=0.3)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warm))
+
+
+def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
+    """DataLoader workers: as given, or (workers=-1) none on CPU, where the cores train, and cores-1 on a GPU."""
+    if cfg.workers >= 0:
+        return cfg.workers
+    return 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 1))
 
 
 def read_cycles(run_dir: Path) -> pd.DataFrame:
@@ -255,7 +302,7 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
             resume = last
     cycle = int(resume["cycle"]) if resume else len(cycles) + 1
     started_at = resume["started_at"] if resume else datetime.now(timezone.utc).isoformat(timespec="seconds")
-    generator = seed_everything(cfg.seed + cycle)
+    generator = seed_everything(cfg.seed + cycle, cfg.deterministic)
 
     model = build_model(cfg.arch, len(cfg.classes), "none") if resume else _initial_model(cfg, ckpt_dir)
     if resume:
@@ -294,15 +341,13 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
         if new_stage != stage:
             stage = new_stage
             head_only = stage == "head"
-            for p in model.parameters():
-                p.requires_grad_(not head_only)
-            for p in head_of(model, cfg.arch).parameters():
-                p.requires_grad_(True)
+            set_trainable(model, cfg.arch, stage, cfg.unfreeze)
             optimizer = _optimizer(model, cfg, head_only)
             n_epochs = head_epochs if head_only else cfg.epochs
             total = n_epochs * steps_per_epoch
             warm = 0 if head_only else int(cfg.warmup_epochs * steps_per_epoch)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warm))
+            scheduler = _scheduler(optimizer, cfg, total, warm) if not head_only else \
+                torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, 0))
             if resume and resume["state"]["epoch"] > 0 and resume.get("stage") == stage:
                 optimizer.load_state_dict(resume["optimizer"])
                 scheduler.load_state_dict(resume["scheduler"])
@@ -316,8 +361,10 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
             with torch.no_grad():
                 logits = head_of(model, cfg.arch).eval()(feats[1])
         else:
-            train_loss, train_acc, lr = _full_epoch(model, cfg, norm, train_images, train_labels, optimizer,
-                                                    scheduler, scaler, criterion, generator, device, epoch, progress)
+            train_loss, train_acc, lr, micro = _full_epoch(model, cfg, norm, train_images, train_labels, optimizer,
+                                                           scheduler, scaler, criterion, generator, device, epoch,
+                                                           progress, state.get("micro_batch", 0))
+            state["micro_batch"] = micro
             logits = None
         if logits is None:
             probs = torch.from_numpy(predict_proba(model, norm, val_images, device))
@@ -367,7 +414,7 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
            "best_epoch": state["best_epoch"] or "", "best_val_accuracy": round(state["best_val"], 5)
            if state["best_val"] >= 0 else "", "test_accuracy": "", "seconds": round(state["seconds"], 1),
            "init": cfg.init, "weights": cfg.weights, "head_epochs": min(state["epoch"], head_epochs), "lr": cfg.lr,
-           "stopped_early": stopped_early, "note": ""}
+           "stopped_early": stopped_early, "note": _oom_note(cfg, state.get("micro_batch", 0))}
     io.append_csv_row(run_dir / "cycles.csv", row, CYCLE_COLUMNS)
     return row
 
@@ -392,13 +439,37 @@ def _head_epoch(model, cfg, feats, labels, optimizer, scheduler, criterion, gene
     return total_loss / len(order), correct / len(order), scheduler.get_last_lr()[0]
 
 
+def _oom_note(cfg: TrainConfig, micro: int) -> str:
+    """The ledger's note when out-of-memory forced micro-batches."""
+    if not micro or micro >= cfg.batch_size:
+        return ""
+    steps = math.ceil(cfg.batch_size / micro)
+    return (f"out of memory at batch {cfg.batch_size}: trained in micro-batches of {micro} with {steps} "
+            f"accumulation steps (effective batch {cfg.batch_size})")
+
+
+def _train_step(model, norm, x, y, micro, optimizer, scaler, criterion, device):
+    """One optimizer step over a batch, in micro-batches with gradient accumulation; returns loss and logits."""
+    optimizer.zero_grad(set_to_none=True)
+    total, outputs = 0.0, []
+    for xs, ys in zip(x.split(micro), y.split(micro)):
+        with _autocast(device):
+            logits = model(norm(xs).contiguous(memory_format=torch.channels_last))
+            loss = criterion(logits.float(), ys)
+        scaler.scale(loss * (len(ys) / len(y))).backward()
+        total += loss.item() * len(ys)
+        outputs.append(logits.detach())
+    scaler.step(optimizer)
+    scaler.update()
+    return total / len(y), torch.cat(outputs)
+
+
 def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, criterion, generator, device,
-                epoch, progress):
-    """One epoch of the whole network over the cached images, with augmentation."""
-    loader = DataLoader(CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size)), batch_size=cfg.batch_size,
-                        shuffle=True, generator=generator, num_workers=cfg.workers,
-                        pin_memory=device.type == "cuda", drop_last=False,
-                        persistent_workers=False)
+                epoch, progress, micro: int = 0):
+    """One epoch of the network over the cached images; halves the micro-batch on out-of-memory and goes on."""
+    loader = DataLoader(CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size)),
+                        batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                        num_workers=loader_workers(cfg, device), pin_memory=device.type == "cuda")
     model.train()
     if cfg.freeze_bn:
         set_bn_eval(model)
@@ -406,23 +477,31 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
     batches = loader
     if progress:
         from tqdm.auto import tqdm
-        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=2.0,
-                       )
+        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        with _autocast(device):
-            logits = model(norm(x).contiguous(memory_format=torch.channels_last))
-            loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        while True:
+            try:
+                loss, logits = _train_step(model, norm, x, y, micro or cfg.batch_size, optimizer, scaler,
+                                           criterion, device)
+                break
+            except torch.OutOfMemoryError:
+                optimizer.zero_grad(set_to_none=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                current = micro or cfg.batch_size
+                if current <= 1:
+                    raise TrainError("out of memory even with micro-batches of 1 image; use a smaller "
+                                     "image_size or arch.") from None
+                micro = current // 2
+                print(f"out of memory at micro-batch {current}: continuing with {micro} and gradient "
+                      "accumulation", flush=True)
         scheduler.step()
-        total_loss += loss.item() * len(y)
+        total_loss += loss * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
-    return total_loss / max(1, seen), correct / max(1, seen), scheduler.get_last_lr()[0]
+    return total_loss / max(1, seen), correct / max(1, seen), scheduler.get_last_lr()[0], micro
 
 
 def fill_test_accuracy(run_dir: Path, cycle: int, accuracy: float) -> None:

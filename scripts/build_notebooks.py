@@ -28,15 +28,19 @@ research_archs = "efficientnet-lite0,efficientnet-b0,efficientnet-b1,efficientne
 image_size = 0  # input pixels for the measurements (0: the chosen arch's native size)
 device = "auto"  # auto, cpu, cuda, cuda:N, mps
 batch_size = 8  # batch for the throughput and training-step measurements
-lang = "ru"  # ru or en, for the quoted table"""),
+lang = "ru"  # ru or en, for the quoted table
+bakeoff_epochs = 0  # above 0: also fine-tune every candidate with available weights for this many epochs
+dataset = "sample"  # data for the bake-off (the run's split when 02 already made one)
+seed = 42  # seed of the bake-off's split and training"""),
         ("code", """from IPython.display import display
 
-from helpers import io, plots, research, session
+from helpers import data, io, plots, research, session
 from helpers.models import arch_spec
-from helpers.params import parse_list
+from helpers.params import auto_image_size, parse_list
 
 ctx = session.start("01_research", run_id=run_id, arch=arch, research_archs=research_archs,
-                    image_size=image_size, device=device, batch_size=batch_size, lang=lang)
+                    image_size=image_size, device=device, batch_size=batch_size, lang=lang,
+                    bakeoff_epochs=bakeoff_epochs, dataset=dataset, seed=seed)
 size = image_size or arch_spec(arch).native_size
 print(f"measuring at {size}px on {ctx.device}")"""),
         ("md", "## Что пишут источники · What the sources say"),
@@ -48,6 +52,18 @@ table"""),
         ("code", "research.claim_checks(table, lang)"),
         ("code", """fig = plots.research_scatter(table)
 io.save_figure(fig, ctx.figures / "research_latency_accuracy.png")"""),
+        ("md", """## Соревнование на своих данных · Bake-off on this dataset
+
+With `bakeoff_epochs > 0` every candidate whose ImageNet weights are available is fine-tuned on the same
+split with the same budget and seed; its best validation accuracy joins `research.csv`."""),
+        ("code", """if bakeoff_epochs > 0:
+    frame, report = data.split_for(ctx.run_dir, dataset, seed)
+    bake = research.bakeoff(parse_list(research_archs), frame, report["classes"],
+                            auto_image_size(arch, data.median_side(report)), ctx.device, bakeoff_epochs,
+                            32, seed, ctx.run_dir / "bakeoff")
+    table = table.merge(bake, on="arch", how="left")
+    io.write_csv(ctx.run_dir / "research.csv", table)
+    display(bake)"""),
     ],
     "02_data": [
         ("md", """# 2. Подготовка данных · Data preparation
@@ -111,21 +127,26 @@ label_smoothing = 0.1  # cross-entropy label smoothing
 augment = "flip"  # none, flip, crop
 freeze_bn = True  # keep BatchNorm statistics frozen (stable at small batches)
 patience = 0  # stop after this many epochs without a better val accuracy (0: never)
-workers = 0  # DataLoader worker processes (0: load in the main process)"""),
+unfreeze = "all"  # stage 2 trains all blocks, or only this many top blocks ("3")
+schedule = "cosine"  # cosine (after warmup) or onecycle
+deterministic = False  # deterministic algorithms (slower; identical reruns on one machine)
+workers = -1  # DataLoader worker processes (-1: none on CPU, cores-1 on GPU)"""),
         ("code", """from helpers import data, imagecache, io, plots, session, train
 from helpers.params import auto_image_size
 
 ctx = session.start("03_train", run_id=run_id, arch=arch, weights=weights, device=device, batch_size=batch_size,
                     epochs=epochs, head_epochs=head_epochs, image_size=image_size, init=init, seed=seed, lr=lr,
                     backbone_lr_scale=backbone_lr_scale, label_smoothing=label_smoothing, augment=augment,
-                    freeze_bn=freeze_bn, patience=patience, workers=workers)
+                    freeze_bn=freeze_bn, patience=patience, unfreeze=unfreeze, schedule=schedule,
+                    deterministic=deterministic, workers=workers)
 frame, report = data.load_split(ctx.run_dir)
 size = image_size or auto_image_size(arch, data.median_side(report))
 config = train.TrainConfig(arch=arch, classes=report["classes"], image_size=size, batch_size=batch_size,
                            epochs=epochs, head_epochs=head_epochs, weights=weights, init=init, lr=lr,
                            backbone_lr_scale=backbone_lr_scale, label_smoothing=label_smoothing,
-                           freeze_bn=freeze_bn, augment=augment, patience=patience, seed=seed,
-                           device=str(ctx.device), workers=workers)
+                           freeze_bn=freeze_bn, augment=augment, patience=patience, unfreeze=str(unfreeze),
+                           schedule=schedule, deterministic=deterministic, seed=seed, device=str(ctx.device),
+                           workers=workers)
 train.validate_config(config)
 print(f"{arch} at {size}px on {ctx.device}, {len(report['classes'])} classes")"""),
         ("code", """train_images, train_labels = imagecache.split_arrays(frame, report["classes"], "train", size, progress=True)

@@ -25,3 +25,24 @@ def test_claim_check_reports_measured_ratio():
     table = pd.DataFrame({"arch": ["resnet50", "mobilenet_v3_large"], "latency_ms": [30.0, 10.0]})
     checks = research.claim_checks(table, "en")
     assert checks.loc[0, "measured"].startswith("mobilenet_v3_large: 3.0×")
+
+
+def test_bakeoff_trains_candidates_with_weights_and_names_the_rest(make_dataset, tmp_path, monkeypatch):
+    import urllib.error
+
+    from helpers import data
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    run = tmp_path / "run"
+    frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
+    table = research.bakeoff(["efficientnet-lite0", "mobilenet_v3_small"], frame, report["classes"], 32,
+                             torch.device("cpu"), 1, 8, 42, run / "bakeoff")
+    lite, mobile = table.iloc[0], table.iloc[1]
+    assert 0 <= lite["bakeoff_val_accuracy"] <= 1 and lite["bakeoff_note"] == ""
+    assert pd.isna(mobile["bakeoff_val_accuracy"])
+    assert "ImageNet weights for arch=mobilenet_v3_small are not on this machine" in mobile["bakeoff_note"]
+    assert (run / "bakeoff" / "efficientnet-lite0" / "cycles.csv").exists()

@@ -126,3 +126,40 @@ def test_checkpoint_of_other_arch_or_classes_is_refused(tmp_path):
         train.run_cycle(_config(classes=["a", "b", "z"], init="last"), tmp_path, x, y, x, y, DEVICE,
                         progress=False)
     assert len(pd.read_csv(tmp_path / "cycles.csv")) == 1
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, monkeypatch):
+    x, y = _data()
+    real_build = train.build_model
+
+    def small_memory(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+
+        def check(module, inputs):
+            if inputs[0].shape[0] > 2 and module.training:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        model.register_forward_pre_hook(check)
+        return model
+    monkeypatch.setattr(train, "build_model", small_memory)
+    row = train.run_cycle(_config(epochs=1, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert row["epochs"] == 1
+    note = pd.read_csv(tmp_path / "cycles.csv")["note"].iloc[0]
+    assert note == ("out of memory at batch 8: trained in micro-batches of 2 with 4 accumulation steps "
+                    "(effective batch 8)")
+
+
+def test_unfreeze_top_blocks_and_onecycle(tmp_path):
+    from helpers.models import build_model
+    model = build_model("mobilenet_v3_small", 3, "none")
+    train.set_trainable(model, "mobilenet_v3_small", "full", "2")
+    blocks = train.backbone_blocks(model, "mobilenet_v3_small")
+    assert all(p.requires_grad for b in blocks[-2:] for p in b.parameters())
+    assert not any(p.requires_grad for b in blocks[:-2] for p in b.parameters())
+    train.set_trainable(model, "mobilenet_v3_small", "head", "all")
+    assert [p.requires_grad for p in model.parameters()].count(True) == len(list(model.classifier.parameters()))
+    x, y = _data()
+    row = train.run_cycle(_config(epochs=1, head_epochs=0, unfreeze="2", schedule="onecycle"), tmp_path,
+                          x, y, x, y, DEVICE, progress=False)
+    assert row["epochs"] == 1
+    with pytest.raises(TrainError, match="unfreeze='top'"):
+        train.validate_config(_config(unfreeze="top"))
