@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import shutil
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+import imagehash
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
@@ -54,12 +56,7 @@ def resolve_dataset(dataset: str) -> Path:
     if dataset.startswith(("kaggle:", "kaggle-competition:")):
         from .kaggle_source import download
         return download(dataset)
-    path = Path(dataset).expanduser()
-    if not path.is_absolute():
-        path = (Path.cwd() / path) if (Path.cwd() / path).exists() else paths.PROJECT_ROOT / path
-    if not path.exists():
-        raise DataError(f"dataset={dataset!r}: no such file or folder; give 'sample', a folder of "
-                        "class subfolders, a .zip/.tar.gz archive, or kaggle:<owner>/<dataset>.")
+    path = _local_path(dataset)
     if path.is_file():
         if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise DataError(f"dataset={dataset!r} is a file but not an archive (.zip, .tar.gz, .tar).")
@@ -67,14 +64,24 @@ def resolve_dataset(dataset: str) -> Path:
     return path
 
 
-def check_dataset_arg(dataset: str) -> None:
-    """Fail fast, before any file is written, on a dataset that cannot exist."""
-    if dataset == "sample" or dataset.startswith(("kaggle:", "kaggle-competition:")):
-        return
+def _local_path(dataset: str) -> Path:
+    """The file or folder a local `dataset` names (relative to the working directory or the project)."""
     path = Path(dataset).expanduser()
-    if not (path.exists() or (paths.PROJECT_ROOT / path).exists()):
+    if not path.is_absolute():
+        path = (Path.cwd() / path) if (Path.cwd() / path).exists() else paths.PROJECT_ROOT / path
+    if not path.exists():
         raise DataError(f"dataset={dataset!r}: no such file or folder; give 'sample', a folder of "
                         "class subfolders, a .zip/.tar.gz archive, or kaggle:<owner>/<dataset>.")
+    return path
+
+
+def check_dataset_arg(dataset: str) -> None:
+    """Fail fast, before any file is written, on a dataset that cannot exist."""
+    if dataset.startswith(("kaggle:", "kaggle-competition:")):
+        from .kaggle_source import parse
+        parse(dataset)
+    elif dataset != "sample":
+        _local_path(dataset)
 
 
 def _archive_stem(path: Path) -> str:
@@ -256,9 +263,6 @@ def check_image(path: Path) -> Checked:
         return out
     out.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        import io
-
-        import imagehash
         with Image.open(io.BytesIO(data)) as img:
             out.mode = img.mode
             img.load()
@@ -346,10 +350,9 @@ def prepare_split(root: Path, seed: int = 42, ratios: tuple[float, float, float]
                   keep_given_split: bool = False, progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Scan, check and split a dataset folder; return split.csv's frame and the data report."""
     layout, data_root, items, skipped = list_images(root)
-    candidates = [(rel, label, given) for rel, label, given in items]
-    checked = check_images((data_root / rel for rel, _, _ in candidates), progress=progress)
+    checked = check_images((data_root / rel for rel, _, _ in items), progress=progress)
     rows = []
-    for (rel, label, given), c in zip(candidates, checked):
+    for (rel, label, given), c in zip(items, checked):
         if c.error:
             skipped.append({"path": rel, "reason": c.error})
         else:
@@ -357,7 +360,7 @@ def prepare_split(root: Path, seed: int = 42, ratios: tuple[float, float, float]
                          "phash": c.phash, "width": c.width, "height": c.height, "mode": c.mode})
     frame = pd.DataFrame(rows, columns=["path", "label", "given_split", "sha256", "phash",
                                         "width", "height", "mode"])
-    all_classes = sorted({label for _, label, _ in candidates} | {Path(s["path"]).parts[0] for s in skipped
+    all_classes = sorted({label for _, label, _ in items} | {Path(s["path"]).parts[0] for s in skipped
                                                                    if layout == "class_folders" and "/" in s["path"]})
     empty = sorted(set(all_classes) - set(frame["label"]))
     if empty:
@@ -388,7 +391,7 @@ def data_report(frame: pd.DataFrame, classes: list[str], skipped: list[dict], la
             dup_groups.append({"paths": members["path"].tolist(), "labels": sorted(set(members["label"])),
                                "kind": "exact" if members["sha256"].nunique() == 1 else "near",
                                "split": members["split"].iloc[0]})
-    fingerprint = hashlib.sha256("\n".join(f"{p},{l},{h}" for p, l, h in
+    fingerprint = hashlib.sha256("\n".join(f"{p},{label},{h}" for p, label, h in
                                            zip(frame["path"], frame["label"], frame["sha256"])).encode()).hexdigest()
     return {
         "root": str(root), "layout": layout, "classes": classes, "n_images": int(len(frame)),

@@ -59,7 +59,6 @@ def build_cache(files: list[str], shas: list[str], size: int, cache_root: Path |
         for _ in jobs:
             pass
     array.flush()
-    del array
     os.replace(tmp, target)
     return np.load(target, mmap_mode="r")
 

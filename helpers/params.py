@@ -6,8 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .data import check_dataset_arg
 from .devices import resolve_device
 from .models import ARCHS, arch_spec

@@ -135,8 +135,6 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     else:
         peak = _rss_mb("VmHWM") - base if reset else float("nan")
     top1, source = published_top1(arch)
-    del model
-    gc.collect()
     return {"arch": arch, "family": spec.family, "params_m": round(params / 1e6, 6), "head_params": head_params,
             "gflops": round(flops / 1e9, 3), "latency_ms": round(latency * 1000, 2),
             "throughput_ips": round(batch_size / batch_time, 1),

@@ -1,4 +1,4 @@
-"""Fine-tuning cycles: head on cached features, then the whole network; checkpoints every epoch, a ledger row per cycle."""
+"""Fine-tuning cycles: the head on cached features, then the network; a checkpoint every epoch, a ledger row a cycle."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from . import io
 from .devices import device_name
@@ -409,12 +409,13 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
         _save_checkpoint(last_path, {"config": asdict(cfg), "config_key": cfg.resume_key(), "cycle": cycle,
                                      "started_at": started_at, "finished": True, "state": state,
                                      "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+    best_val = round(state["best_val"], 5) if state["best_val"] >= 0 else ""
     row = {"cycle": cycle, "started_at": started_at, "device": str(device), "device_name": device_name(device),
-           "arch": cfg.arch, "image_size": cfg.image_size, "epochs": max(0, state["epoch"] - head_epochs), "batch_size": cfg.batch_size,
-           "best_epoch": state["best_epoch"] or "", "best_val_accuracy": round(state["best_val"], 5)
-           if state["best_val"] >= 0 else "", "test_accuracy": "", "seconds": round(state["seconds"], 1),
-           "init": cfg.init, "weights": cfg.weights, "head_epochs": min(state["epoch"], head_epochs), "lr": cfg.lr,
-           "stopped_early": stopped_early, "note": _oom_note(cfg, state.get("micro_batch", 0))}
+           "arch": cfg.arch, "image_size": cfg.image_size, "epochs": max(0, state["epoch"] - head_epochs),
+           "batch_size": cfg.batch_size, "best_epoch": state["best_epoch"] or "", "best_val_accuracy": best_val,
+           "test_accuracy": "", "seconds": round(state["seconds"], 1), "init": cfg.init, "weights": cfg.weights,
+           "head_epochs": min(state["epoch"], head_epochs), "lr": cfg.lr, "stopped_early": stopped_early,
+           "note": _oom_note(cfg, state.get("micro_batch", 0))}
     io.append_csv_row(run_dir / "cycles.csv", row, CYCLE_COLUMNS)
     return row
 

@@ -76,8 +76,8 @@ stratified, seeded, and with no duplicate group across two splits.
         ("params", """run_id = "default"  # folder under runs/ and reports/
 dataset = "sample"  # sample, a folder or .zip/.tar.gz, kaggle:<owner>/<dataset>, kaggle-competition:<name>
 seed = 42  # seed of the split
-val_ratio = 0.15  # share of each class for validation
-test_ratio = 0.15  # share of each class for the test
+val_ratio = 0.15  # validation share of every class
+test_ratio = 0.15  # test share of every class
 keep_given_split = False  # for train/val/test folders: keep them instead of re-splitting"""),
         ("code", """import pandas as pd
 from IPython.display import display
