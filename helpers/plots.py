@@ -135,3 +135,17 @@ def gradcam_grid(images: list[np.ndarray], cams: np.ndarray, titles: list[str], 
     fig.suptitle("Grad-CAM: regions behind the predicted class")
     fig.tight_layout()
     return fig
+
+
+def size_distribution(report: dict) -> Figure:
+    """Image widths against heights, marker area by how many images share the size."""
+    sizes = [(int(s.split("x")[0]), int(s.split("x")[1]), n) for s, n in report["image_sizes"]]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    w, h, n = (np.array(v) for v in zip(*sizes)) if sizes else (np.array([]),) * 3
+    ax.scatter(w, h, s=20 + 200 * n / max(1, n.max() if len(n) else 1), alpha=0.6)
+    ax.set_xlabel("width (px)")
+    ax.set_ylabel("height (px)")
+    ax.set_title(f"Image sizes ({len(sizes)} distinct)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

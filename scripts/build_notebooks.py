@@ -98,6 +98,7 @@ pd.DataFrame(report["counts"]).T"""),
         ("code", """grid = data.sample_grid(frame, root, per_class=6, seed=seed)
 plots.image_grid(*grid, cols=6)"""),
         ("md", "### Размеры, пропуски, дубликаты · Sizes, skipped files, duplicates"),
+        ("code", """plots.size_distribution(report)"""),
         ("code", """display(pd.DataFrame(report["image_sizes"][:10], columns=["size", "images"]))
 display(pd.DataFrame(report["skipped"], columns=["path", "reason"]))
 pd.DataFrame(report["duplicate_groups"])"""),

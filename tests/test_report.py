@@ -57,3 +57,24 @@ def test_html_copy_embeds_figures():
     html = (paths.report_dir("r") / "REPORT.html").read_text()
     assert "<table>" in html and 'src="data:image/png;base64,' in html
     assert 'src="reliability_diagram.png"' not in html
+
+
+def test_every_table_number_equals_its_artifact():
+    run = _artifacts()
+    io.write_json(run / "data_report.json", {
+        "root": "/data", "layout": "class_folders", "classes": ["cat", "dog"], "n_images": 40, "seed": 42,
+        "ratios": [0.7, 0.15, 0.15], "counts": {"cat": {"train": 14, "val": 3, "test": 3},
+                                                 "dog": {"train": 13, "val": 4, "test": 3}},
+        "split_totals": {"train": 27, "val": 7, "test": 6}, "skipped": [{"path": "cat/x.jpg", "reason": "zero-byte file"}],
+        "duplicate_groups": [], "conflicting_duplicates": [], "image_sizes": [["28x28", 40]], "fingerprint": "f" * 64})
+    metrics = io.read_json(run / "metrics.json")
+    metrics["per_class"] = {"cat": {"precision": 0.9876, "recall": 0.5, "f1": 0.6639, "support": 3},
+                            "dog": {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 3}}
+    io.write_json(run / "metrics.json", metrics)
+    text = report.render("r", "en")
+    counts = [line for line in text.splitlines() if line.startswith("| dog") and line.count("|") == 6]
+    assert [c.strip() for c in counts[0].split("|")[2:-1]] == ["13", "4", "3", "20"]
+    per_class = [line for line in text.splitlines() if line.startswith("| cat") and "0.988" in line]
+    assert [float(c) for c in per_class[0].split("|")[2:-1]] == [0.988, 0.5, 0.664, 3]
+    assert "27 / 7 / 6" in text and "Files skipped: 1" in text and "70/15/15" in text
+    assert "`ffffffffffffffff`" in text
