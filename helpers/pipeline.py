@@ -110,6 +110,7 @@ def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     runinfo.record(run_id, "pipeline", {k: v for k, v in cli.items()}, argv=sys.argv[1:], start=names[0])
     for name in names:
+        _keep_previous(out_dir / f"{name}.ipynb")
         t0 = time.perf_counter()
         print(f"== {name} ({', '.join(f'{k}={v}' for k, v in per_notebook[name].items()) or 'defaults'})",
               flush=True)
@@ -120,6 +121,15 @@ def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) ->
     report = paths.report_dir(run_id) / "REPORT.md"
     print(f"report: {report}")
     return report
+
+
+def _keep_previous(executed: Path) -> None:
+    """Move an earlier executed notebook into notebooks/history/ so a rerun never overwrites it."""
+    if executed.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(executed.stat().st_mtime))
+        history = executed.parent / "history"
+        history.mkdir(exist_ok=True)
+        executed.rename(history / f"{executed.stem}.{stamp}.ipynb")
 
 
 def _kernel_name() -> str:

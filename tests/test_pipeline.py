@@ -105,6 +105,8 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys):
                           "-p", "head_epochs", "0", "-p", "lang", "ru"]) == 0
     lines = (run / "cycles.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first
+    assert sorted(p.name.split(".")[0] for p in (run / "notebooks" / "history").iterdir()) == \
+        ["03_train", "04_evaluate"]
     report = (paths.report_dir("tiny") / "REPORT.md").read_text()
     assert "## 4. Результаты обучения" in report and "2 *(cpu)*" in report
 
