@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -94,3 +95,44 @@ def test_calibration_and_confident_errors():
     errors = evaluate.confident_errors(frame, ["a", "b"])
     assert errors["path"].tolist() == ["img2.png"]
     assert list(frame.columns) == ["path", "label", "pred", "p_a", "p_b"]
+
+
+def _trained_run(tmp_path, make_dataset):
+    import torch
+
+    from helpers import data, imagecache, train
+    run = tmp_path / "run"
+    frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
+    classes = report["classes"]
+    cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=classes, image_size=32, batch_size=8, epochs=1,
+                            head_epochs=0, weights="none")
+    train.run_cycle(cfg, run, *imagecache.split_arrays(frame, classes, "train", 32),
+                    *imagecache.split_arrays(frame, classes, "val", 32), torch.device("cpu"), progress=False)
+    return run
+
+
+def test_evaluate_run_writes_predictions_metrics_and_the_ledger_cell(tmp_path, make_dataset):
+    import torch
+    run = _trained_run(tmp_path, make_dataset)
+    result = evaluate.evaluate_run(run, torch.device("cpu"))
+    preds = pd.read_csv(run / "predictions.csv")
+    assert len(preds) == result["metrics"]["n_test"] == 3  # one test image per class of 8
+    assert pd.read_csv(run / "cycles.csv")["test_accuracy"].iloc[0] == pytest.approx(
+        result["metrics"]["test_accuracy"], abs=1e-5)
+    assert result["gradcam"][1].shape == (3, 32, 32)
+
+
+def test_evaluate_run_refuses_missing_checkpoint_and_other_classes(tmp_path, make_dataset):
+    import torch
+
+    from helpers import io
+    from helpers.train import TrainError
+    with pytest.raises(TrainError, match="best.pt not found: this run has no such checkpoint yet"):
+        evaluate.evaluate_run(tmp_path / "empty", torch.device("cpu"))
+    run = _trained_run(tmp_path, make_dataset)
+    report = io.read_json(run / "data_report.json")
+    report["classes"] = ["cat", "dog", "wolf"]
+    io.write_json(run / "data_report.json", report)
+    with pytest.raises(EvaluationError, match=r"checkpoint's classes \['cat', 'dog', 'fox'\] disagree"):
+        evaluate.evaluate_run(run, torch.device("cpu"))
+    assert not (run / "predictions.csv").exists() and not (run / "metrics.json").exists()
