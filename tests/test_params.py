@@ -25,6 +25,7 @@ def test_bad_values(params, message):
 def test_good_values_and_helpers():
     assert validate({"batch_size": 16, "epochs": 0, "device": "cpu"})["device"].type == "cpu"
     assert parse_list(" a, b ,,c") == ["a", "b", "c"]
-    assert auto_image_size("efficientnet-lite0", 28) == 64
+    assert auto_image_size("efficientnet-lite0", 28) == 80
+    assert auto_image_size("efficientnet-lite0", 16) == 64
     assert auto_image_size("efficientnet-lite0", 1000) == 224
     assert auto_image_size("efficientnet-b4", None) == 380
