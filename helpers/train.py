@@ -295,16 +295,21 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
     ckpt_dir = run_dir / "checkpoints"
     cycles = read_cycles(run_dir)
     last_path = ckpt_dir / "last.pt"
-    resume = None
+    resume = abandoned = None
     if last_path.exists():
         last = load_checkpoint(last_path)
-        if not last["finished"] and last["config_key"] == cfg.resume_key():
-            resume = last
-    cycle = int(resume["cycle"]) if resume else len(cycles) + 1
+        if not last["finished"]:
+            resume, abandoned = (last, None) if last["config_key"] == cfg.resume_key() else (None, last)
+    cycle = int(resume["cycle"]) if resume else len(cycles) + 1 + (abandoned is not None)
     started_at = resume["started_at"] if resume else datetime.now(timezone.utc).isoformat(timespec="seconds")
-    generator = seed_everything(cfg.seed + cycle, cfg.deterministic)
-
+    generator = seed_everything(cfg.seed + cycle, cfg.deterministic)  # before the new head is initialised
     model = build_model(cfg.arch, len(cfg.classes), "none") if resume else _initial_model(cfg, ckpt_dir)
+    if abandoned:  # a cycle that ran is a row, even one that was interrupted and never resumed
+        done = int(abandoned["state"]["epoch"])
+        io.append_csv_row(run_dir / "cycles.csv", _ledger_row(
+            TrainConfig(**abandoned["config"]), int(abandoned["cycle"]), abandoned["started_at"], abandoned["state"],
+            abandoned["config"]["device"], "", False,
+            f"interrupted after {done} epoch(s) and not resumed: 03 ran again with other parameters"), CYCLE_COLUMNS)
     if resume:
         model.load_state_dict(resume["model"])
     spec = arch_spec(cfg.arch)
@@ -322,6 +327,11 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
         state = dict(resume["state"])
         _set_rng_state(resume["rng"])
         generator.set_state(resume["rng"]["loader"])
+        # A kill between an epoch's history row and its checkpoint leaves a row the resume will redo.
+        history = read_history(run_dir)
+        stale = (history["cycle"] == cycle) & (history["epoch"] > state["epoch"])
+        if stale.any():
+            io.write_csv(run_dir / "history.csv", history[~stale])
 
     y_val = torch.as_tensor(val_labels)
     # fp16 needs a gradient scaler (kept across epochs and checkpoints); bf16 and CPU do not.
@@ -409,15 +419,22 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
         _save_checkpoint(last_path, {"config": asdict(cfg), "config_key": cfg.resume_key(), "cycle": cycle,
                                      "started_at": started_at, "finished": True, "state": state,
                                      "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
-    best_val = round(state["best_val"], 5) if state["best_val"] >= 0 else ""
-    row = {"cycle": cycle, "started_at": started_at, "device": str(device), "device_name": device_name(device),
-           "arch": cfg.arch, "image_size": cfg.image_size, "epochs": max(0, state["epoch"] - head_epochs),
-           "batch_size": cfg.batch_size, "best_epoch": state["best_epoch"] or "", "best_val_accuracy": best_val,
-           "test_accuracy": "", "seconds": round(state["seconds"], 1), "init": cfg.init, "weights": cfg.weights,
-           "head_epochs": min(state["epoch"], head_epochs), "lr": cfg.lr, "stopped_early": stopped_early,
-           "note": _oom_note(cfg, state.get("micro_batch", 0))}
+    row = _ledger_row(cfg, cycle, started_at, state, str(device), device_name(device), stopped_early,
+                      _oom_note(cfg, state.get("micro_batch", 0)))
     io.append_csv_row(run_dir / "cycles.csv", row, CYCLE_COLUMNS)
     return row
+
+
+def _ledger_row(cfg: TrainConfig, cycle: int, started_at: str, state: dict, device: str, name: str,
+                stopped_early: bool, note: str) -> dict:
+    """One row of cycles.csv from a cycle's configuration and final state."""
+    best_val = round(state["best_val"], 5) if state["best_val"] >= 0 else ""
+    return {"cycle": cycle, "started_at": started_at, "device": device, "device_name": name,
+            "arch": cfg.arch, "image_size": cfg.image_size, "epochs": max(0, state["epoch"] - cfg.head_epochs),
+            "batch_size": cfg.batch_size, "best_epoch": state["best_epoch"] or "", "best_val_accuracy": best_val,
+            "test_accuracy": "", "seconds": round(state["seconds"], 1), "init": cfg.init, "weights": cfg.weights,
+            "head_epochs": min(state["epoch"], cfg.head_epochs), "lr": cfg.lr, "stopped_early": stopped_early,
+            "note": note}
 
 
 def _head_epoch(model, cfg, feats, labels, optimizer, scheduler, criterion, generator, device):

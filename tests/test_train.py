@@ -163,3 +163,48 @@ def test_unfreeze_top_blocks_and_onecycle(tmp_path):
     assert row["epochs"] == 1
     with pytest.raises(TrainError, match="unfreeze='top'"):
         train.validate_config(_config(unfreeze="top"))
+
+
+def test_killed_process_resumes_with_one_ledger_row(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import paths
+    script = ("import torch; from tests.test_train import _data, _config; from helpers import train\n"
+              "x, y = _data(n=256, size=64)\n"
+              f"train.run_cycle(_config(epochs=6, head_epochs=0), __import__('pathlib').Path({str(tmp_path)!r}),"
+              " x, y, x[:32], y[:32], torch.device('cpu'), progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=paths.PROJECT_ROOT)
+    history = tmp_path / "history.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no cleanup, no finally: like a crash or a closed laptop
+    proc.wait()
+    assert not (tmp_path / "cycles.csv").exists()
+    x, y = _data(n=256, size=64)
+    row = train.run_cycle(_config(epochs=6, head_epochs=0), tmp_path, x, y, x[:32], y[:32], DEVICE, progress=False)
+    assert row["epochs"] == 6 and len(pd.read_csv(tmp_path / "cycles.csv")) == 1
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_interrupted_cycle_rerun_with_other_parameters_still_gets_its_row(tmp_path, monkeypatch):
+    x, y = _data()
+    original = train._full_epoch
+    calls = {"n": 0}
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(train, "_full_epoch", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_cycle(_config(epochs=3, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
+    monkeypatch.setattr(train, "_full_epoch", original)
+    train.run_cycle(_config(epochs=1, head_epochs=0, lr=1e-3), tmp_path, x, y, x, y, DEVICE, progress=False)
+    cycles = pd.read_csv(tmp_path / "cycles.csv")
+    assert cycles["cycle"].tolist() == [1, 2] and cycles["epochs"].tolist() == [1, 1]
+    assert cycles["note"].iloc[0].startswith("interrupted after 1 epoch(s) and not resumed")
