@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import torch
 from scipy.stats import binomtest
 from sklearn.metrics import (auc, classification_report, confusion_matrix, roc_auc_score, roc_curve)
 from sklearn.preprocessing import label_binarize
+
+from . import io
+from .data import load_split
+from .gradcam import grad_cam
+from .imagecache import load_resized, split_arrays
+from .models import arch_spec, build_model, load_weights
+from .train import Normalizer, fill_test_accuracy, load_checkpoint, predict_proba
 
 
 class EvaluationError(ValueError):
@@ -91,8 +101,8 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = 15)
     return ece, table
 
 
-def compute_metrics(frame: pd.DataFrame, classes: list[str]) -> dict:
-    """metrics.json's content from predictions.csv's frame."""
+def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None = None) -> dict:
+    """metrics.json's content from predictions.csv's frame (`curves`: its roc_curves, if already computed)."""
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise EvaluationError(f"test labels {unknown} are not among the model's classes {classes}.")
@@ -101,7 +111,7 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str]) -> dict:
     pred = probs.argmax(1)
     n, correct = len(y), int((pred == y).sum())
     lo, hi = wilson_interval(correct, n)
-    curves = roc_curves(frame["label"].tolist(), probs, classes)
+    curves = curves or roc_curves(frame["label"].tolist(), probs, classes)
     if curves["kind"] == "binary":
         roc_auc = curves["auc"]
     else:
@@ -141,16 +151,6 @@ def confident_errors(frame: pd.DataFrame, classes: list[str], k: int = 16) -> pd
 
 def evaluate_run(run_dir, device, batch_size: int = 32) -> dict:
     """Evaluate a run's best checkpoint on its test split; write predictions.csv, metrics.json, the ledger cell."""
-    from pathlib import Path
-
-    import torch
-
-    from . import io
-    from .data import load_split
-    from .imagecache import load_resized, split_arrays
-    from .models import arch_spec, build_model, load_weights
-    from .train import Normalizer, fill_test_accuracy, load_checkpoint, predict_proba
-
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     frame, report = load_split(run_dir)
@@ -165,28 +165,29 @@ def evaluate_run(run_dir, device, batch_size: int = 32) -> dict:
     load_weights(model, cfg["arch"], ckpt["model"], "best.pt")
     model.to(device, memory_format=torch.channels_last)
     spec = arch_spec(cfg["arch"])
+    norm = Normalizer(spec.mean, spec.std).to(device)
     images, _ = split_arrays(frame, classes, "test", int(cfg["image_size"]))
-    probs = predict_proba(model, Normalizer(spec.mean, spec.std).to(device), images, device, batch_size)
-    preds = predictions_frame(test["path"].tolist(), test["label"].tolist(), probs, classes)
-    metrics = compute_metrics(preds, classes)
+    preds = predictions_frame(test["path"].tolist(), test["label"].tolist(),
+                              predict_proba(model, norm, images, device, batch_size), classes)
+    probs = probabilities(preds, classes)  # what predictions.csv holds: every figure is computed from it
+    curves = roc_curves(preds["label"].tolist(), probs, classes)
+    metrics = compute_metrics(preds, classes, curves)
     metrics.update(cycle=int(ckpt["cycle"]), best_epoch=int(ckpt["epoch"]), arch=cfg["arch"],
                    image_size=int(cfg["image_size"]), classes_absent_from_test=absent)
     io.write_csv(run_dir / "predictions.csv", preds)
     io.write_json(run_dir / "metrics.json", metrics)
     fill_test_accuracy(run_dir, int(ckpt["cycle"]), metrics["test_accuracy"])
     y = np.asarray([classes.index(c) for c in preds["label"]])
-    _, calibration = expected_calibration_error(y, probabilities(preds, classes))
+    _, calibration = expected_calibration_error(y, probs)
     errors = confident_errors(preds, classes)
     root = Path(report["root"])
     gallery = ([load_resized(root / p, 96) for p in errors["path"]],
                [f"{t} → {p} ({c:.2f})" for t, p, c in zip(errors["label"], errors["pred"], errors["confidence"])])
     # Grad-CAM over one test image per class (up to eight), at the network's input size.
-    from .gradcam import grad_cam
     picks = [int(np.flatnonzero(preds["label"].to_numpy() == c)[0]) for c in classes
              if (preds["label"] == c).any()][:8]
     x = torch.from_numpy(np.array(images[picks])).to(device)
-    cams = grad_cam(model, cfg["arch"], Normalizer(spec.mean, spec.std).to(device)(x))
+    cams = grad_cam(model, cfg["arch"], norm(x))
     cam_titles = [f"{preds['label'].iloc[i]} → {preds['pred'].iloc[i]}" for i in picks]
-    return {"metrics": metrics, "predictions": preds, "curves": roc_curves(preds["label"].tolist(),
-            probabilities(preds, classes), classes), "calibration": calibration, "errors": gallery,
+    return {"metrics": metrics, "predictions": preds, "curves": curves, "calibration": calibration, "errors": gallery,
             "gradcam": ([np.array(images[i]) for i in picks], cams, cam_titles)}

@@ -29,6 +29,20 @@ def _config(**kw):
     return TrainConfig(**base)
 
 
+def _crash_on(call: int, monkeypatch):
+    """Make the `call`-th whole-network epoch raise KeyboardInterrupt (the user pressed stop)."""
+    original = train._full_epoch
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(train, "_full_epoch", crashing)
+    return original
+
+
 def test_cycle_writes_ledger_history_and_checkpoints(tmp_path):
     x, y = _data()
     row = train.run_cycle(_config(), tmp_path, x, y, x, y, DEVICE, progress=False)
@@ -63,15 +77,7 @@ def test_continuation_cycles_append_rows_and_keep_earlier_ones(tmp_path):
 def test_interrupted_cycle_resumes_from_last_epoch(tmp_path, monkeypatch):
     x, y = _data()
     cfg = _config(epochs=3, head_epochs=0)
-    original = train._full_epoch
-    calls = {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # the user pressed stop mid-epoch
-        return original(*args, **kwargs)
-    monkeypatch.setattr(train, "_full_epoch", crash_on_third)
+    original = _crash_on(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(cfg, tmp_path, x, y, x, y, DEVICE, progress=False)
     assert not (tmp_path / "cycles.csv").exists()
@@ -86,15 +92,7 @@ def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch):
     x, y = _data()
     cfg = _config(epochs=2, head_epochs=0, augment="none")
     train.run_cycle(cfg, tmp_path / "straight", x, y, x, y, DEVICE, progress=False)
-    original = train._full_epoch
-    calls = {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-    monkeypatch.setattr(train, "_full_epoch", crash_on_second)
+    original = _crash_on(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(cfg, tmp_path / "resumed", x, y, x, y, DEVICE, progress=False)
     monkeypatch.setattr(train, "_full_epoch", original)
@@ -192,15 +190,7 @@ def test_killed_process_resumes_with_one_ledger_row(tmp_path):
 
 def test_interrupted_cycle_rerun_with_other_parameters_still_gets_its_row(tmp_path, monkeypatch):
     x, y = _data()
-    original = train._full_epoch
-    calls = {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-    monkeypatch.setattr(train, "_full_epoch", crash_on_second)
+    original = _crash_on(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(_config(epochs=3, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
     monkeypatch.setattr(train, "_full_epoch", original)
