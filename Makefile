@@ -13,6 +13,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Image study kit (.venv)" >/dev/null
+	# Outputs never reach git: nbstripout cleans notebooks as they are staged (.gitattributes names the filter).
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --attributes .gitattributes; fi
 	touch $(STAMP)
 
 run: $(STAMP)

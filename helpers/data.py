@@ -78,8 +78,8 @@ def _local_path(dataset: str) -> Path:
 def check_dataset_arg(dataset: str) -> None:
     """Fail fast, before any file is written, on a dataset that cannot exist."""
     if dataset.startswith(("kaggle:", "kaggle-competition:")):
-        from .kaggle_source import parse
-        parse(dataset)
+        from .kaggle_source import preflight
+        preflight(dataset)
     elif dataset != "sample":
         _local_path(dataset)
 

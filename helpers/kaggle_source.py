@@ -81,16 +81,23 @@ def _explain(spec: str, kind: str, name: str, exc: BaseException) -> KaggleError
                        f"{f', HTTP {status}' if status else ''}).")
 
 
+def preflight(spec: str) -> None:
+    """Fail in seconds, before any run file is written, when a download is needed but cannot authenticate."""
+    parse(spec)
+    if (target_dir(spec) / DONE_MARKER).exists() or has_credentials():
+        return
+    raise KaggleError(f"{spec}: no Kaggle credentials found. Create a token at Kaggle → Settings → API → "
+                      "Create New Token, save kaggle.json as ~/.kaggle/kaggle.json and run "
+                      "'chmod 600 ~/.kaggle/kaggle.json' (or set KAGGLE_USERNAME and KAGGLE_KEY).")
+
+
 def download(spec: str) -> Path:
     """Download (once) and unpack a Kaggle dataset or competition; return its folder."""
     kind, name = parse(spec)
     target = target_dir(spec)
     if (target / DONE_MARKER).exists():
         return target
-    if not has_credentials():
-        raise KaggleError(f"{spec}: no Kaggle credentials found. Create a token at Kaggle → Settings → API → "
-                          "Create New Token, save kaggle.json as ~/.kaggle/kaggle.json and run "
-                          "'chmod 600 ~/.kaggle/kaggle.json' (or set KAGGLE_USERNAME and KAGGLE_KEY).")
+    preflight(spec)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

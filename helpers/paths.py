@@ -8,7 +8,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample" / "fashion-mnist"
-NOTEBOOK_NAMES = ["01_research", "02_data", "03_train", "04_evaluate"]
+NOTEBOOK_NAMES = ["01_research", "02_data", "03_train", "04_evaluate"]  # what the runner executes
+EXTRA_NOTEBOOKS = ["05_predict"]  # run only when asked: --from 05_predict
 
 # Tests (and anyone who wants their runs elsewhere) point this at another folder.
 HOME_ENV = "STUDY_HOME"

@@ -6,7 +6,6 @@ Usage: python -m helpers.pipeline [-p NAME VALUE]... [-f params.yaml] [--run-id 
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import sys
 import time
@@ -16,17 +15,23 @@ from typing import Any
 import yaml
 
 from . import paths, runinfo
-from .params import ParameterError, validate
+from .params import BY_NAME, ParameterError, coerce, defaults as schema_defaults, help_text, validate
 
 KERNEL_NAME = "image-study-kit"
 
 
-def declared_parameters() -> dict[str, dict[str, Any]]:
-    """Each notebook's parameters and their defaults, read from its `parameters` cell by papermill."""
+def declared_parameters(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each notebook's parameters and their default literals, read from its `parameters` cell."""
     import papermill
+    import nbformat
     out = {}
-    for name in paths.NOTEBOOK_NAMES:
-        info = papermill.inspect_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"))
+    for name in names or paths.NOTEBOOK_NAMES:
+        path = paths.NOTEBOOKS_DIR / f"{name}.ipynb"
+        cells = nbformat.read(path, as_version=4).cells
+        if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells):
+            raise ParameterError(f"notebooks/{name}.ipynb has no cell tagged 'parameters'; tag its parameters "
+                                 "cell again (JupyterLab: Property Inspector → Cell Tags → parameters).")
+        info = papermill.inspect_notebook(str(path))
         out[name] = {k: v["default"] for k, v in info.items()}
     return out
 
@@ -40,71 +45,40 @@ def _literal(text: str) -> Any:
     return value if isinstance(value, (int, float, bool, str)) or value is None else text
 
 
-def _coerce(name: str, value: Any, default_src: str) -> Any:
-    """Give `value` the type of the notebook's literal default, with a clear error if it cannot have it."""
-    try:
-        default = ast.literal_eval(default_src)  # the parameters cell holds literals only
-    except (ValueError, SyntaxError):
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "false", "1", "0", "yes", "no"):
-            return str(value).lower() in ("true", "1", "yes")
-    elif isinstance(default, int):
-        try:
-            if float(value) == int(float(value)):
-                return int(float(value))
-        except (TypeError, ValueError):
-            pass
-    elif isinstance(default, float):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    elif isinstance(default, str):
-        return str(value)
-    else:
-        return value
-    raise ParameterError(f"{name}={value!r}: expected {type(default).__name__} like the notebook's default "
-                         f"{default_src}.")
-
-
-def _default(src: str) -> Any:
-    """The value of a default literal from a parameters cell."""
-    try:
-        return ast.literal_eval(src)
-    except (ValueError, SyntaxError):
-        return src
-
-
-def resolve(cli: dict[str, Any], declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Validate names and values; return each notebook's own parameters (only the given ones)."""
-    known: dict[str, str] = {}
-    for params in declared.values():
-        known.update(params)
-    unknown = sorted(set(cli) - set(known))
+def resolve(cli: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Check every parameter of every notebook in `names` (defaults included); return each one's given values."""
+    declared = declared_parameters(names)
+    known = {k for nb in names for k in declared[nb]}
+    unknown = sorted(set(cli) - known)
     if unknown:
-        raise ParameterError(f"unknown parameter(s) {unknown}: no notebook declares them; valid names are "
-                             f"{', '.join(sorted(known))}.")
-    typed = {k: _coerce(k, v, known[k]) for k, v in cli.items()}
-    effective = {k: _default(src) for k, src in known.items()}
+        raise ParameterError(f"unknown parameter(s) {unknown}: no notebook that this run executes declares them; "
+                             f"valid names are {', '.join(sorted(known))}.")
+    typed = {k: coerce(k, v) for k, v in cli.items()}
+    effective = {name: schema_defaults().get(name) for name in known}
     effective.update(typed)
     validate(effective)
-    return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
+    return {nb: {k: v for k, v in typed.items() if k in declared[nb]} for nb in names}
+
+
+def select(start: str | None, names: list[str] | None = None) -> list[str]:
+    """The notebooks a run executes: 01→04, from `start` on (05 only when asked by name)."""
+    names = list(names or paths.NOTEBOOK_NAMES)
+    if not start:
+        return names
+    every = paths.NOTEBOOK_NAMES + [n for n in paths.EXTRA_NOTEBOOKS if n not in paths.NOTEBOOK_NAMES]
+    matches = [n for n in every if n == start or n.startswith(start)]
+    if not matches:
+        raise ParameterError(f"--from {start!r}: not a notebook; use one of {', '.join(every)}.")
+    if matches[0] not in names:
+        return [matches[0]]
+    return names[names.index(matches[0]):]
 
 
 def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) -> Path:
     """Run the notebooks from `start` on, into runs/<run_id>/notebooks; return the report path."""
     import papermill
-    declared = declared_parameters()
-    per_notebook = resolve(cli, declared)
-    names = paths.NOTEBOOK_NAMES
-    if start:
-        matches = [n for n in names if n == start or n.startswith(start)]
-        if not matches:
-            raise ParameterError(f"--from {start!r}: not a notebook; use one of {', '.join(names)}.")
-        names = names[names.index(matches[0]):]
+    names = select(start)
+    per_notebook = resolve(cli, names)
     run_id = str(cli.get("run_id", "default"))
     out_dir = paths.run_dir(run_id) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,11 +114,12 @@ def _kernel_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0],
+                                 epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[])
     ap.add_argument("-f", "--parameters-file", type=Path, help="YAML file of NAME: VALUE")
     ap.add_argument("--run-id", help="folder name under runs/ and reports/")
-    ap.add_argument("--from", dest="start", help="start at this notebook (e.g. 03_train)")
+    ap.add_argument("--from", dest="start", help="start at this notebook (e.g. 03_train; 05_predict runs alone)")
     args = ap.parse_args(argv)
     cli: dict[str, Any] = {}
     try:
@@ -154,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             loaded = yaml.safe_load(args.parameters_file.read_text()) or {}
             if not isinstance(loaded, dict):
                 raise ParameterError(f"-f {args.parameters_file}: must hold NAME: VALUE pairs.")
+            unknown = sorted(set(loaded) - set(BY_NAME))
+            if unknown:
+                raise ParameterError(f"-f {args.parameters_file}: unknown key(s) {unknown}; valid names are listed "
+                                     "by --help.")
             cli.update(loaded)
         cli.update({k: _literal(v) for k, v in args.parameter})
         if args.run_id:

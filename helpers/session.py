@@ -1,26 +1,35 @@
-"""The setup cell of every notebook: validate its parameters, record them, and say where outputs go."""
+"""The setup cell of every notebook: validate its parameters against the schema, record them, say where outputs go."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from . import paths, runinfo
-from .params import validate
+from .params import ParameterError, coerce, for_notebook, validate
 
 
-def start(notebook: str, **params: Any) -> SimpleNamespace:
-    """Validate `params` (nothing is written if one is wrong), record them, return the run's context."""
+def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
+    """Read the notebook's schema parameters from `namespace` (its globals), validate them, record them.
+
+    Nothing is written when a value is wrong. The returned context holds every parameter (typed),
+    resolved values such as the torch device, and the run's folders.
+    """
+    declared = for_notebook(notebook)
+    missing = [p.name for p in declared if p.name not in namespace]
+    if missing:
+        raise ParameterError(f"{notebook}: its parameters cell lacks {missing}; restore them from the schema "
+                             "(python -m helpers.params).")
+    params = {p.name: coerce(p.name, namespace[p.name]) for p in declared}
     resolved = validate(params)
     torch.set_num_threads(os.cpu_count() or 1)
-    run_id = str(params.get("run_id", "default"))
+    run_id = params["run_id"]
     run_dir = paths.run_dir(run_id)
-    extra = {k: str(v) for k, v in resolved.items()}
-    runinfo.record(run_id, notebook, params, **extra)
+    runinfo.record(run_id, notebook, params, **{k: str(v) for k, v in resolved.items()})
     figures: Path = run_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     return SimpleNamespace(**{**params, **resolved}, run_dir=run_dir, figures=figures, notebook=notebook)

@@ -38,10 +38,53 @@ def test_missing_dataset_and_bad_types_stop_before_writing(capsys, tmp_path):
     code, err = _run(["-p", "dataset", str(tmp_path / "nope"), "--run-id", "bad"], capsys)
     assert code == 2 and f"dataset='{tmp_path / 'nope'}': no such file or folder" in err
     code, err = _run(["-p", "batch_size", "lots", "--run-id", "bad"], capsys)
-    assert code == 2 and "batch_size='lots': expected int" in err
+    assert code == 2 and "batch_size='lots': expected an integer" in err
+    code, err = _run(["-p", "epochs", "seven", "--run-id", "bad"], capsys)
+    assert code == 2 and "epochs='seven': expected an integer" in err
+    code, err = _run(["-p", "augment", "mixup", "--run-id", "bad"], capsys)  # a 03 value stops before 01 starts
+    assert code == 2 and "augment='mixup'" in err
     code, err = _run(["-p", "batch_size", "0", "--run-id", "bad"], capsys)
     assert code == 2 and "batch_size=0: must be an integer ≥ 1" in err
     assert not paths.run_dir("bad").exists()
+
+
+def test_yaml_with_an_unknown_key_names_the_file(capsys, tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("epochs: 2\nbatchsize: 4\n")
+    code, err = _run(["-f", str(f), "--run-id", "bad"], capsys)
+    assert code == 2 and str(f) in err and "batchsize" in err
+    assert not paths.run_dir("bad").exists()
+
+
+def test_kaggle_without_credentials_stops_in_seconds(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    code, err = _run(["-p", "dataset", "kaggle:owner/slug", "--run-id", "bad"], capsys)
+    assert code == 2 and "no Kaggle credentials found" in err
+    assert not paths.run_dir("bad").exists()
+
+
+def test_a_notebook_without_its_parameters_tag_is_refused_by_name(capsys, monkeypatch, tmp_path):
+    import shutil
+    import nbformat
+    copy = tmp_path / "notebooks"
+    shutil.copytree(paths.NOTEBOOKS_DIR, copy)
+    book = nbformat.read(copy / "03_train.ipynb", as_version=4)
+    for cell in book.cells:
+        cell.metadata.pop("tags", None)
+    nbformat.write(book, copy / "03_train.ipynb")
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", copy)
+    code, err = _run(["--run-id", "bad"], capsys)
+    assert code == 2 and "notebooks/03_train.ipynb has no cell tagged 'parameters'" in err
+    assert not paths.run_dir("bad").exists()
+
+
+def test_help_lists_every_parameter_by_notebook(capsys):
+    with pytest.raises(SystemExit):
+        pipeline.main(["--help"])
+    out = capsys.readouterr().out
+    assert "  01_research:" in out and "research_batch_size" in out and "  03_train:" in out and "keep_last" in out
 
 
 def test_each_notebook_declares_a_literal_parameters_cell():
