@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from . import paths
+from .progress import bar as progress_bar
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -297,8 +298,7 @@ def check_images(files: Iterable[Path], workers: int | None = None, progress: bo
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(check_image, files, chunksize=32)
         if progress:
-            from tqdm.auto import tqdm
-            results = tqdm(results, total=len(files), desc="check images", mininterval=1.0)
+            results = progress_bar(results, total=len(files), desc="check images", unit="images")
         return list(results)
 
 

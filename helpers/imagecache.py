@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from . import paths
 from .data import to_rgb
+from .progress import bar as progress_bar
 
 CACHE_VERSION = "v1"  # bump when the resize recipe changes
 
@@ -54,8 +55,7 @@ def build_cache(files: list[str], shas: list[str], size: int, cache_root: Path |
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         jobs = pool.map(fill, range(len(files)), chunksize=64)
         if progress:
-            from tqdm.auto import tqdm
-            jobs = tqdm(jobs, total=len(files), desc=f"cache {size}px", mininterval=1.0)
+            jobs = progress_bar(jobs, total=len(files), desc=f"cache {size}px", unit="images")
         for _ in jobs:
             pass
     array.flush()

@@ -21,6 +21,7 @@ from . import io
 from .devices import device_name
 from .imagecache import CachedImages
 from .models import arch_spec, build_model, head_of, load_weights
+from .progress import bar as progress_bar
 
 CYCLE_COLUMNS = ["cycle", "started_at", "device", "device_name", "arch", "image_size", "epochs",
                  "batch_size", "best_epoch", "best_val_accuracy", "test_accuracy", "seconds",
@@ -494,8 +495,8 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
     total_loss, correct, seen = 0.0, 0, 0
     batches = loader
     if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
+        # headless, the epoch's own summary line (run_cycle) is the one line per epoch
+        batches = progress_bar(loader, total=len(loader), desc=f"epoch {epoch}", unit="batches", summary=False)
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
