@@ -16,7 +16,9 @@ from .data import load_split
 from .gradcam import grad_cam
 from .imagecache import load_resized, split_arrays
 from .models import arch_spec, build_model, load_weights
-from .train import Normalizer, fill_test_accuracy, load_checkpoint, predict_proba
+from .checkpoints import load as load_checkpoint
+from .inference import Normalizer, predict_proba
+from .ledger import fill_test_accuracy
 
 
 class EvaluationError(ValueError):

@@ -1,33 +1,37 @@
-"""Fine-tuning cycles: the head on cached features, then the network; a checkpoint every epoch, a ledger row a cycle."""
+"""Fine-tuning cycles: the head on cached features, then the network; a checkpoint every epoch, a ledger row a cycle.
+
+`run_cycle` is the whole story of a cycle as named steps; checkpoints live in helpers/checkpoints.py, the ledgers
+in helpers/ledger.py and inference (validation, 04, 05) in helpers/inference.py.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import random
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import io
+from . import checkpoints, ledger
+from .checkpoints import CheckpointError, load as load_checkpoint
 from .devices import device_name
 from .imagecache import CachedImages
+from .inference import Normalizer, autocast as _autocast, normalizer_for, predict_proba
+from .ledger import CYCLE_COLUMNS, HISTORY_COLUMNS, fill_test_accuracy, read_cycles, read_history
 from .models import arch_spec, build_model, head_of, load_weights
-from .progress import bar as progress_bar
 
-CYCLE_COLUMNS = ["cycle", "started_at", "device", "device_name", "arch", "image_size", "epochs",
-                 "batch_size", "best_epoch", "best_val_accuracy", "test_accuracy", "seconds",
-                 "init", "weights", "head_epochs", "lr", "stopped_early", "note"]
-HISTORY_COLUMNS = ["cycle", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                   "lr", "seconds", "stage"]
+__all__ = ["TrainConfig", "TrainError", "CheckpointError", "config_from", "validate_config", "run_cycle",
+           "seed_everything", "Normalizer", "predict_proba", "extract_features", "load_checkpoint",
+           "read_cycles", "read_history", "fill_test_accuracy", "CYCLE_COLUMNS", "HISTORY_COLUMNS"]
 
 
 class TrainError(ValueError):
@@ -60,14 +64,27 @@ class TrainConfig:
     seed: int = 42
     device: str = "cpu"
     workers: int = -1
+    keep_last: int = 2
     extra: dict = field(default_factory=dict)
 
     def resume_key(self) -> dict:
         """The fields that must match for an interrupted cycle to be resumed rather than restarted."""
         d = asdict(self)
-        d.pop("device")
-        d.pop("workers")
+        for where_or_housekeeping in ("device", "workers", "keep_last"):
+            d.pop(where_or_housekeeping)
         return d
+
+
+def config_from(ctx: Any, classes: list[str], image_size: int) -> TrainConfig:
+    """TrainConfig from a notebook's validated context: every field the context has, by name."""
+    values = {f.name: getattr(ctx, f.name) for f in fields(TrainConfig)
+              if f.name not in ("classes", "image_size", "extra") and hasattr(ctx, f.name)}
+    values.update(classes=list(classes), image_size=int(image_size))
+    if "device" in values:
+        values["device"] = str(values["device"])
+    if "unfreeze" in values:
+        values["unfreeze"] = str(values["unfreeze"])
+    return TrainConfig(**values)
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -77,8 +94,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise TrainError(f"batch_size={cfg.batch_size}: must be an integer ≥ 1.")
     if int(cfg.epochs) < 0:
         raise TrainError(f"epochs={cfg.epochs}: must be an integer ≥ 0.")
-    if cfg.init not in ("weights", "best", "last"):
-        raise TrainError(f"init={cfg.init!r}: use weights, best or last.")
+    if cfg.init not in ("weights", "best", "last") and not re.fullmatch(r"cycle:[1-9]\d*", str(cfg.init)):
+        raise TrainError(f"init={cfg.init!r}: use weights, best, last or cycle:<N>.")
     if cfg.augment not in ("none", "flip", "crop"):
         raise TrainError(f"augment={cfg.augment!r}: use none, flip or crop.")
     if not (str(cfg.unfreeze) == "all" or str(cfg.unfreeze).isdigit()):
@@ -88,13 +105,20 @@ def validate_config(cfg: TrainConfig) -> None:
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
-    """Seed python, numpy and torch; return the generator that orders the batches."""
+    """Seed python, numpy and torch; return the generator that orders the batches.
+
+    deterministic=True also makes CUDA deterministic: cuDNN autotuning off, deterministic cuDNN kernels and the
+    cuBLAS workspace setting that deterministic matrix products need (see README for what it costs).
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
+        # cuBLAS reads this when its handle is created; setting it before the first CUDA matmul is enough.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     g = torch.Generator()
     g.manual_seed(seed)
     return g
@@ -110,36 +134,11 @@ def make_transform(augment: str, size: int):
     return None
 
 
-class Normalizer(nn.Module):
-    """uint8 batch → float, normalised for the arch's pretrained weights."""
-
-    def __init__(self, mean: tuple, std: tuple) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) / self.std
-
-
 def set_bn_eval(model: nn.Module) -> None:
     """Freeze BatchNorm running statistics (small batches make them noisy; see ASSETS.md)."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device: torch.device,
-                  batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities of `model` over a cache array, in order."""
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.array(images[start:start + batch_size])).to(device, non_blocking=True)
-        with _autocast(device):
-            out.append(model(norm(x).contiguous(memory_format=torch.channels_last)).float().softmax(1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
 @torch.no_grad()
@@ -159,14 +158,6 @@ def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.n
         return torch.cat(feats)
     finally:
         setattr(model, spec.head, head)
-
-
-def _autocast(device: torch.device):
-    """Mixed precision where the device has it (bf16 if supported, else fp16), nothing on CPU."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -229,34 +220,6 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
     return 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 1))
 
 
-def read_cycles(run_dir: Path) -> pd.DataFrame:
-    """The cycles ledger of a run (empty frame with the right columns if none yet)."""
-    path = run_dir / "cycles.csv"
-    if not path.exists():
-        return pd.DataFrame(columns=CYCLE_COLUMNS)
-    return pd.read_csv(path)
-
-
-def read_history(run_dir: Path) -> pd.DataFrame:
-    """Per-epoch history of every cycle of a run."""
-    path = run_dir / "history.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=HISTORY_COLUMNS)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Read one of our checkpoints (plain types and tensors only)."""
-    if not path.exists():
-        raise TrainError(f"{path} not found: this run has no such checkpoint yet; "
-                         "run a cycle with init=weights first.")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    """Write a checkpoint atomically (temporary file, then rename)."""
-    with io.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
 def _rng_state() -> dict:
     """Torch RNG states, so a resumed cycle draws the same numbers."""
     state = {"torch": torch.get_rng_state()}
@@ -272,162 +235,284 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _initial_model(cfg: TrainConfig, ckpt_dir: Path) -> nn.Module:
-    """The model a new cycle starts from: pretrained weights, or this run's best/last checkpoint."""
-    if cfg.init == "weights":
-        return build_model(cfg.arch, len(cfg.classes), cfg.weights)
-    ckpt = load_checkpoint(ckpt_dir / f"{cfg.init}.pt")
-    if ckpt["config"]["arch"] != cfg.arch:
-        raise TrainError(f"init={cfg.init}: {ckpt_dir / (cfg.init + '.pt')} holds arch "
-                         f"{ckpt['config']['arch']}, not {cfg.arch}; use the same arch or init=weights.")
-    if list(ckpt["config"]["classes"]) != list(cfg.classes):
-        raise TrainError(f"init={cfg.init}: the checkpoint's classes {ckpt['config']['classes']} differ "
-                         f"from this split's {cfg.classes}; use init=weights for a new dataset.")
-    model = build_model(cfg.arch, len(cfg.classes), "none")
-    load_weights(model, cfg.arch, ckpt["model"], f"{cfg.init}.pt")
-    return model
+# ---------------------------------------------------------------------------------------------------------------
+# A cycle, step by step
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Cycle:
+    """What one cycle carries from step to step."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    number: int
+    started_at: str
+    init_from: int | str
+    state: dict
+    resume: dict | None = None
+    model: nn.Module | None = None
+    norm: Normalizer | None = None
+    generator: torch.Generator | None = None
+    scaler: Any = None
+    criterion: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    stage: str | None = None
+    feats: tuple | None = None
+    progress: bool = True
+    stopped_early: bool = False
 
 
 def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_labels: list[int],
               val_images: np.ndarray, val_labels: list[int], device: torch.device,
               progress: bool = True) -> dict:
     """Train one cycle (or resume an interrupted one) and append its row to cycles.csv."""
+    run_dir = Path(run_dir)
     validate_config(cfg)
-    ckpt_dir = run_dir / "checkpoints"
-    cycles = read_cycles(run_dir)
-    last_path = ckpt_dir / "last.pt"
-    resume = abandoned = None
-    if last_path.exists():
-        last = load_checkpoint(last_path)
-        if not last["finished"]:
-            resume, abandoned = (last, None) if last["config_key"] == cfg.resume_key() else (None, last)
-    cycle = int(resume["cycle"]) if resume else len(cycles) + 1 + (abandoned is not None)
-    started_at = resume["started_at"] if resume else datetime.now(timezone.utc).isoformat(timespec="seconds")
-    generator = seed_everything(cfg.seed + cycle, cfg.deterministic)  # before the new head is initialised
-    model = build_model(cfg.arch, len(cfg.classes), "none") if resume else _initial_model(cfg, ckpt_dir)
-    if abandoned:  # a cycle that ran is a row, even one that was interrupted and never resumed
-        done = int(abandoned["state"]["epoch"])
-        io.append_csv_row(run_dir / "cycles.csv", _ledger_row(
-            TrainConfig(**abandoned["config"]), int(abandoned["cycle"]), abandoned["started_at"], abandoned["state"],
-            abandoned["config"]["device"], "", False,
-            f"interrupted after {done} epoch(s) and not resumed: 03 ran again with other parameters"), CYCLE_COLUMNS)
-    if resume:
-        model.load_state_dict(resume["model"])
-    spec = arch_spec(cfg.arch)
-    norm = Normalizer(spec.mean, spec.std).to(device)
-    # channels_last is faster on CUDA and, with oneDNN, about 1.5x faster on CPU too (benchmarks/).
-    model.to(device, memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    last, resume, abandoned = _read_last(cfg, run_dir)
+    start = _initial_weights(cfg, run_dir) if resume is None else None  # every check before any write
+    run_best = checkpoints.run_best_val(run_dir) if resume is None else None
+    _record_unrecorded(run_dir, last, abandoned, cfg.keep_last)
+    c = _open_cycle(cfg, run_dir, device, last, resume, start, run_best, progress)
+    _train_epochs(c, train_images, train_labels, val_images, val_labels)
+    return _close_cycle(c)
 
-    head_epochs = cfg.head_epochs
-    total_epochs = head_epochs + cfg.epochs
-    steps_per_epoch = max(1, math.ceil(len(train_labels) / cfg.batch_size))
-    state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "since_best": 0, "seconds": 0.0}
+
+def _read_last(cfg: TrainConfig, run_dir: Path) -> tuple[dict | None, dict | None, dict | None]:
+    """checkpoints/last.pt, and whether it is a cycle to resume or an interrupted one to set aside."""
+    path = checkpoints.checkpoint_dir(run_dir) / "last.pt"
+    if not path.exists():
+        return None, None, None
+    last = checkpoints.load(path)
+    if last["finished"]:
+        return last, None, None
+    if last["config_key"] == cfg.resume_key():
+        return last, last, None
+    return last, None, last
+
+
+def _initial_weights(cfg: TrainConfig, run_dir: Path) -> tuple[dict | None, int | str]:
+    """The state dict a new cycle starts from (None: the `weights` option) and the cycle it came from."""
+    if cfg.init == "weights":
+        return None, ""
+    path = checkpoints.resolve(run_dir, cfg.init)
+    ckpt = checkpoints.load(path)
+    if ckpt["config"]["arch"] != cfg.arch:
+        raise TrainError(f"init={cfg.init}: {path} holds arch {ckpt['config']['arch']}, not {cfg.arch}; "
+                         "use the same arch or init=weights.")
+    if list(ckpt["config"]["classes"]) != list(cfg.classes):
+        raise TrainError(f"init={cfg.init}: {path}'s classes {ckpt['config']['classes']} differ "
+                         f"from this split's {cfg.classes}; use init=weights for a new dataset.")
+    return ckpt["model"], int(ckpt["cycle"])
+
+
+def _record_unrecorded(run_dir: Path, last: dict | None, abandoned: dict | None, keep_last: int) -> None:
+    """A cycle that ran is a row: one killed after its last checkpoint, or one interrupted and never resumed."""
+    if last is None or (not last["finished"] and abandoned is None):
+        return
+    cycle = int(last["cycle"])
+    if cycle not in ledger.recorded_cycles(run_dir):
+        if abandoned is not None:
+            done = int(abandoned["state"]["epoch"])
+            row = _ledger_row(TrainConfig(**abandoned["config"]), cycle, abandoned["started_at"],
+                              abandoned["state"], abandoned["config"]["device"], "", False,
+                              f"interrupted after {done} epoch(s) and not resumed: 03 ran again with other "
+                              "parameters", abandoned.get("init_from", ""))
+        else:
+            row = last.get("ledger_row") or {}
+        if row:
+            ledger.append_cycle(run_dir, row)
+    checkpoints.keep_cycle_last(run_dir, cycle)
+    checkpoints.prune_last(run_dir, keep_last)
+
+
+def _open_cycle(cfg: TrainConfig, run_dir: Path, device: torch.device, last: dict | None, resume: dict | None,
+                start: tuple | None, run_best: float | None, progress: bool) -> Cycle:
+    """Number the cycle, seed it, build the model where it starts and put it on the device."""
     if resume:
+        number, started_at, init_from = int(resume["cycle"]), resume["started_at"], resume.get("init_from", "")
         state = dict(resume["state"])
-        _set_rng_state(resume["rng"])
-        generator.set_state(resume["rng"]["loader"])
-        # A kill between an epoch's history row and its checkpoint leaves a row the resume will redo.
-        history = read_history(run_dir)
-        stale = (history["cycle"] == cycle) & (history["epoch"] > state["epoch"])
-        if stale.any():
-            io.write_csv(run_dir / "history.csv", history[~stale])
-
-    y_val = torch.as_tensor(val_labels)
+        state.setdefault("run_best_val", -1.0)
+    else:
+        recorded = ledger.recorded_cycles(run_dir)
+        number = max([0, *recorded, int(last["cycle"]) if last else 0]) + 1
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        init_from = start[1]
+        state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "since_best": 0, "seconds": 0.0,
+                 "run_best_val": run_best}
+        ledger.drop_history_after(run_dir, number, 0)  # epochs of a killed attempt whose checkpoint never landed
+    c = Cycle(cfg=cfg, run_dir=run_dir, device=device, number=number, started_at=started_at, init_from=init_from,
+              state=state, resume=resume, progress=progress)
+    c.generator = seed_everything(cfg.seed + number, cfg.deterministic)  # before the new head is initialised
+    c.model = _build(cfg, resume, start)
+    c.norm = normalizer_for(cfg.arch).to(device)
+    # channels_last is faster on CUDA and, with oneDNN, about 1.5x faster on CPU too (benchmarks/).
+    c.model.to(device, memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.deterministic  # autotuning picks kernels by timing: not repeatable
     # fp16 needs a gradient scaler (kept across epochs and checkpoints); bf16 and CPU do not.
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    if resume and resume.get("scaler"):
-        scaler.load_state_dict(resume["scaler"])
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    feats = None
-    optimizer = scheduler = None
-    stage = None
-    history_path = run_dir / "history.csv"
-    stopped_early = False
+    c.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    c.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if resume:
+        _set_rng_state(resume["rng"])
+        c.generator.set_state(resume["rng"]["loader"])
+        if resume.get("scaler"):
+            c.scaler.load_state_dict(resume["scaler"])
+        ledger.drop_history_after(run_dir, number, state["epoch"])
+    return c
 
-    while state["epoch"] < total_epochs:
-        epoch = state["epoch"] + 1
-        new_stage = "head" if epoch <= head_epochs else "full"
-        if new_stage != stage:
-            stage = new_stage
-            head_only = stage == "head"
-            set_trainable(model, cfg.arch, stage, cfg.unfreeze)
-            optimizer = _optimizer(model, cfg, head_only)
-            n_epochs = head_epochs if head_only else cfg.epochs
-            total = n_epochs * steps_per_epoch
-            warm = 0 if head_only else int(cfg.warmup_epochs * steps_per_epoch)
-            scheduler = _scheduler(optimizer, cfg, total, warm) if not head_only else \
-                torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, 0))
-            if resume and resume["state"]["epoch"] > 0 and resume.get("stage") == stage:
-                optimizer.load_state_dict(resume["optimizer"])
-                scheduler.load_state_dict(resume["scheduler"])
-            if head_only and feats is None:
-                feats = (extract_features(model, cfg.arch, norm, train_images, device),
-                         extract_features(model, cfg.arch, norm, val_images, device))
+
+def _build(cfg: TrainConfig, resume: dict | None, start: tuple | None) -> nn.Module:
+    """The network with the weights this cycle starts from: resumed, continued, or `weights`."""
+    if resume:
+        model = build_model(cfg.arch, len(cfg.classes), "none")
+        model.load_state_dict(resume["model"])
+        return model
+    state, origin = start
+    if state is None:
+        return build_model(cfg.arch, len(cfg.classes), cfg.weights)
+    model = build_model(cfg.arch, len(cfg.classes), "none")
+    load_weights(model, cfg.arch, state, f"cycle {origin}'s checkpoint")
+    return model
+
+
+def _train_epochs(c: Cycle, train_images: np.ndarray, train_labels: list[int], val_images: np.ndarray,
+                  val_labels: list[int]) -> None:
+    """Epochs until the cycle's count or early stopping; each ends with its history row and checkpoints."""
+    total_epochs = c.cfg.head_epochs + c.cfg.epochs
+    while c.state["epoch"] < total_epochs:
+        epoch = c.state["epoch"] + 1
+        _enter_stage(c, "head" if epoch <= c.cfg.head_epochs else "full", len(train_labels), train_images,
+                     val_images)
         t0 = time.perf_counter()
-        if stage == "head":
-            train_loss, train_acc, lr = _head_epoch(model, cfg, feats[0], torch.as_tensor(train_labels),
-                                                    optimizer, scheduler, criterion, generator, device)
-            with torch.no_grad():
-                logits = head_of(model, cfg.arch).eval()(feats[1])
-        else:
-            train_loss, train_acc, lr, micro = _full_epoch(model, cfg, norm, train_images, train_labels, optimizer,
-                                                           scheduler, scaler, criterion, generator, device, epoch,
-                                                           progress, state.get("micro_batch", 0))
-            state["micro_batch"] = micro
-            logits = None
-        if logits is None:
-            probs = torch.from_numpy(predict_proba(model, norm, val_images, device))
-            val_loss = float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y_val))
-            val_acc = float((probs.argmax(1) == y_val).float().mean())
-        else:
-            logits = logits.cpu()
-            val_loss = float(nn.functional.cross_entropy(logits, y_val))
-            val_acc = float((logits.argmax(1) == y_val).float().mean())
+        train_loss, train_acc, lr = _fit_epoch(c, epoch, train_images, train_labels)
+        val_loss, val_acc = _validate(c, val_images, val_labels)
         seconds = time.perf_counter() - t0
-        state["seconds"] += seconds
-        state["epoch"] = epoch
-        improved = val_acc > state["best_val"]
-        if improved:
-            state.update(best_val=val_acc, best_epoch=epoch, since_best=0)
-        else:
-            state["since_best"] += 1
-        io.append_csv_row(history_path, {"cycle": cycle, "epoch": epoch, "train_loss": round(train_loss, 5),
-                                         "train_accuracy": round(train_acc, 5), "val_loss": round(val_loss, 5),
-                                         "val_accuracy": round(val_acc, 5), "lr": f"{lr:.3g}",
-                                         "seconds": round(seconds, 2), "stage": stage}, HISTORY_COLUMNS)
-        if progress:
-            print(f"cycle {cycle} epoch {epoch}/{total_epochs} [{stage}] train_loss {train_loss:.4f} "
-                  f"train_acc {train_acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} ({seconds:.1f}s)",
-                  flush=True)
-        stopped_early = bool(cfg.patience and state["since_best"] >= cfg.patience)
-        finished = epoch >= total_epochs or stopped_early
-        payload_model = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        common = {"config": asdict(cfg), "config_key": cfg.resume_key(), "cycle": cycle,
-                  "started_at": started_at, "model": payload_model}
-        if improved:
-            _save_checkpoint(ckpt_dir / "best.pt", {**common, "epoch": epoch, "val_accuracy": val_acc,
-                                                    "finished": True})
-        _save_checkpoint(last_path, {**common, "finished": finished, "state": dict(state), "stage": stage,
-                                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                     "scaler": scaler.state_dict(),
-                                     "rng": {**_rng_state(), "loader": generator.get_state()}})
-        if stopped_early:
+        improved, run_best = _update_state(c, epoch, val_acc, seconds)
+        ledger.append_history(c.run_dir, {"cycle": c.number, "epoch": epoch, "train_loss": round(train_loss, 5),
+                                          "train_accuracy": round(train_acc, 5), "val_loss": round(val_loss, 5),
+                                          "val_accuracy": round(val_acc, 5), "lr": f"{lr:.3g}",
+                                          "seconds": round(seconds, 2), "stage": c.stage})
+        if c.progress:
+            print(f"cycle {c.number} epoch {epoch}/{total_epochs} [{c.stage}] train_loss {train_loss:.4f} "
+                  f"train_acc {train_acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} ({seconds:.1f}s)"
+                  + (" · the run's new best" if run_best else ""), flush=True)
+        c.stopped_early = bool(c.cfg.patience and c.state["since_best"] >= c.cfg.patience)
+        finished = epoch >= total_epochs or c.stopped_early
+        _save_epoch(c, epoch, val_acc, improved, run_best, finished)
+        if c.stopped_early:
             break
+    if total_epochs == 0:  # nothing trained: the cycle still leaves its (unchanged) model and its row
+        _save_last(c, finished=True)
 
-    if total_epochs == 0:
-        _save_checkpoint(last_path, {"config": asdict(cfg), "config_key": cfg.resume_key(), "cycle": cycle,
-                                     "started_at": started_at, "finished": True, "state": state,
-                                     "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
-    row = _ledger_row(cfg, cycle, started_at, state, str(device), device_name(device), stopped_early,
-                      _oom_note(cfg, state.get("micro_batch", 0)))
-    io.append_csv_row(run_dir / "cycles.csv", row, CYCLE_COLUMNS)
+
+def _enter_stage(c: Cycle, stage: str, n_train: int, train_images: np.ndarray, val_images: np.ndarray) -> None:
+    """On a stage change: what trains, a fresh optimizer and schedule (or the resumed ones), cached features."""
+    if stage == c.stage:
+        return
+    c.stage = stage
+    cfg, head_only = c.cfg, stage == "head"
+    steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
+    set_trainable(c.model, cfg.arch, stage, cfg.unfreeze)
+    c.optimizer = _optimizer(c.model, cfg, head_only)
+    total = (cfg.head_epochs if head_only else cfg.epochs) * steps_per_epoch
+    if head_only:
+        c.scheduler = torch.optim.lr_scheduler.LambdaLR(c.optimizer, _lr_lambda(total, 0))
+    else:
+        c.scheduler = _scheduler(c.optimizer, cfg, total, int(cfg.warmup_epochs * steps_per_epoch))
+    if c.resume and c.resume["state"]["epoch"] > 0 and c.resume.get("stage") == stage:
+        c.optimizer.load_state_dict(c.resume["optimizer"])
+        c.scheduler.load_state_dict(c.resume["scheduler"])
+    if head_only and c.feats is None:
+        c.feats = (extract_features(c.model, cfg.arch, c.norm, train_images, c.device),
+                   extract_features(c.model, cfg.arch, c.norm, val_images, c.device))
+
+
+def _fit_epoch(c: Cycle, epoch: int, train_images: np.ndarray, train_labels: list[int]) -> tuple[float, float, float]:
+    """One training epoch of the current stage: loss, accuracy, learning rate at its end."""
+    if c.stage == "head":
+        return _head_epoch(c.model, c.cfg, c.feats[0], torch.as_tensor(train_labels), c.optimizer, c.scheduler,
+                           c.criterion, c.generator, c.device)
+    loss, acc, lr, micro = _full_epoch(c.model, c.cfg, c.norm, train_images, train_labels, c.optimizer,
+                                       c.scheduler, c.scaler, c.criterion, c.generator, c.device, epoch,
+                                       c.progress, c.state.get("micro_batch", 0))
+    c.state["micro_batch"] = micro
+    return loss, acc, lr
+
+
+def _validate(c: Cycle, val_images: np.ndarray, val_labels: list[int]) -> tuple[float, float]:
+    """Validation loss and accuracy (on cached features in the head stage)."""
+    y_val = torch.as_tensor(val_labels)
+    if c.stage == "head":
+        with torch.no_grad():
+            logits = head_of(c.model, c.cfg.arch).eval()(c.feats[1]).cpu()
+        return float(nn.functional.cross_entropy(logits, y_val)), float((logits.argmax(1) == y_val).float().mean())
+    probs = torch.from_numpy(predict_proba(c.model, c.norm, val_images, c.device))
+    return (float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y_val)),
+            float((probs.argmax(1) == y_val).float().mean()))
+
+
+def _update_state(c: Cycle, epoch: int, val_acc: float, seconds: float) -> tuple[bool, bool]:
+    """Count the epoch; is it the cycle's best so far, and the run's best across all cycles?"""
+    s = c.state
+    s["seconds"] += seconds
+    s["epoch"] = epoch
+    improved = val_acc > s["best_val"]
+    if improved:
+        s.update(best_val=val_acc, best_epoch=epoch, since_best=0)
+    else:
+        s["since_best"] += 1
+    run_best = val_acc > s["run_best_val"]  # strictly better: a tie keeps the earlier cycle's model
+    if run_best:
+        s["run_best_val"] = val_acc
+    return improved, run_best
+
+
+def _common_payload(c: Cycle) -> dict:
+    """What every checkpoint of this cycle holds besides its own fields."""
+    return {"config": asdict(c.cfg), "config_key": c.cfg.resume_key(), "cycle": c.number,
+            "started_at": c.started_at, "init_from": c.init_from, "model": checkpoints.model_state(c.model)}
+
+
+def _save_epoch(c: Cycle, epoch: int, val_acc: float, improved: bool, run_best: bool, finished: bool) -> None:
+    """The cycle's best (and the run's best) when improved, then last.pt, which a resume starts from."""
+    if improved:
+        checkpoints.save_best(c.run_dir, c.number, {**_common_payload(c), "epoch": epoch, "val_accuracy": val_acc,
+                                                    "finished": True}, run_best)
+    _save_last(c, finished)
+
+
+def _save_last(c: Cycle, finished: bool) -> None:
+    """checkpoints/last.pt: the full training state; a finished one also carries the cycle's ledger row."""
+    payload = {**_common_payload(c), "finished": finished, "state": dict(c.state), "stage": c.stage,
+               "rng": {**_rng_state(), "loader": c.generator.get_state()}}
+    if c.optimizer is not None:
+        payload.update(optimizer=c.optimizer.state_dict(), scheduler=c.scheduler.state_dict(),
+                       scaler=c.scaler.state_dict())
+    if finished:
+        # Written with the checkpoint so that a kill before the ledger append still yields the row next run.
+        payload["ledger_row"] = _final_row(c)
+    checkpoints.save(checkpoints.checkpoint_dir(c.run_dir) / "last.pt", payload)
+
+
+def _final_row(c: Cycle) -> dict:
+    """The cycle's row in cycles.csv."""
+    return _ledger_row(c.cfg, c.number, c.started_at, c.state, str(c.device), device_name(c.device),
+                       c.stopped_early, _oom_note(c.cfg, c.state.get("micro_batch", 0)), c.init_from)
+
+
+def _close_cycle(c: Cycle) -> dict:
+    """Append the row, keep the cycle's last.pt in its folder, prune older ones (never a best)."""
+    row = _final_row(c)
+    ledger.append_cycle(c.run_dir, row)
+    checkpoints.keep_cycle_last(c.run_dir, c.number)
+    checkpoints.prune_last(c.run_dir, c.cfg.keep_last)
     return row
 
 
 def _ledger_row(cfg: TrainConfig, cycle: int, started_at: str, state: dict, device: str, name: str,
-                stopped_early: bool, note: str) -> dict:
+                stopped_early: bool, note: str, init_from: int | str = "") -> dict:
     """One row of cycles.csv from a cycle's configuration and final state."""
     best_val = round(state["best_val"], 5) if state["best_val"] >= 0 else ""
     return {"cycle": cycle, "started_at": started_at, "device": device, "device_name": name,
@@ -435,7 +520,7 @@ def _ledger_row(cfg: TrainConfig, cycle: int, started_at: str, state: dict, devi
             "batch_size": cfg.batch_size, "best_epoch": state["best_epoch"] or "", "best_val_accuracy": best_val,
             "test_accuracy": "", "seconds": round(state["seconds"], 1), "init": cfg.init, "weights": cfg.weights,
             "head_epochs": min(state["epoch"], cfg.head_epochs), "lr": cfg.lr, "stopped_early": stopped_early,
-            "note": note}
+            "note": note, "init_from": init_from}
 
 
 def _head_epoch(model, cfg, feats, labels, optimizer, scheduler, criterion, generator, device):
@@ -495,8 +580,8 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
     total_loss, correct, seen = 0.0, 0, 0
     batches = loader
     if progress:
-        # headless, the epoch's own summary line (run_cycle) is the one line per epoch
-        batches = progress_bar(loader, total=len(loader), desc=f"epoch {epoch}", unit="batches", summary=False)
+        from tqdm.auto import tqdm
+        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -521,14 +606,3 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
     return total_loss / max(1, seen), correct / max(1, seen), scheduler.get_last_lr()[0], micro
-
-
-def fill_test_accuracy(run_dir: Path, cycle: int, accuracy: float) -> None:
-    """Write `accuracy` into the test_accuracy cell of one cycle's row; every other cell stays as it was."""
-    path = run_dir / "cycles.csv"
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    mask = frame["cycle"] == str(cycle)
-    if not mask.any():
-        raise TrainError(f"{path} has no row for cycle {cycle}; the checkpoint and the ledger disagree.")
-    frame.loc[mask, "test_accuracy"] = f"{accuracy:.5f}"
-    io.write_csv(path, frame)

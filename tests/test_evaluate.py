@@ -126,8 +126,8 @@ def test_evaluate_run_refuses_missing_checkpoint_and_other_classes(tmp_path, mak
     import torch
 
     from helpers import io
-    from helpers.train import TrainError
-    with pytest.raises(TrainError, match="best.pt not found: this run has no such checkpoint yet"):
+    from helpers.checkpoints import CheckpointError
+    with pytest.raises(CheckpointError, match="best.pt not found: this run has no such checkpoint yet"):
         evaluate.evaluate_run(tmp_path / "empty", torch.device("cpu"))
     run = _trained_run(tmp_path, make_dataset)
     report = io.read_json(run / "data_report.json")

@@ -109,7 +109,7 @@ def test_bad_configs_fail_before_anything_is_written(tmp_path):
                             ({"arch": "vgg"}, "arch='vgg' is not known")]:
         with pytest.raises(ValueError, match=message):
             train.run_cycle(_config(**kwargs), tmp_path, x, y, x, y, DEVICE, progress=False)
-    with pytest.raises(TrainError, match="no such checkpoint yet"):
+    with pytest.raises(train.CheckpointError, match="no such checkpoint yet"):
         train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
     assert not (tmp_path / "cycles.csv").exists()
 

@@ -1,0 +1,95 @@
+"""Using a trained model: normalisation, probabilities over uint8 arrays (with optional TTA), loading a checkpoint.
+
+Shared by training (validation each epoch), 04 (test split) and 05 (new images), so all three see a model the
+same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoints
+from .models import arch_spec, build_model, load_weights
+
+TTA_CHOICES = ("none", "flip", "flip+crops")
+
+
+class Normalizer(nn.Module):
+    """uint8 batch → float, normalised for the arch's pretrained weights."""
+
+    def __init__(self, mean: tuple, std: tuple) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+
+def normalizer_for(arch: str) -> Normalizer:
+    """The Normalizer of an arch's pretrained weights."""
+    spec = arch_spec(arch)
+    return Normalizer(spec.mean, spec.std)
+
+
+def autocast(device: torch.device):
+    """Mixed precision where the device has it (bf16 if supported, else fp16), nothing on CPU."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The views whose probabilities are averaged: the image; + its mirror; + four corner crops at 7/8 scale."""
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"tta={tta!r}: use one of {', '.join(TTA_CHOICES)}.")
+    views = [x]
+    if tta in ("flip", "flip+crops"):
+        views.append(x.flip(-1))
+    if tta == "flip+crops":
+        h, w = x.shape[-2:]
+        ch, cw = max(1, round(h * 7 / 8)), max(1, round(w * 7 / 8))
+        for top, left in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)):
+            crop = x[..., top:top + ch, left:left + cw].float()
+            views.append(nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False,
+                                                   antialias=False))
+    return views
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device: torch.device,
+                  batch_size: int = 64, tta: str = "none") -> np.ndarray:
+    """Softmax probabilities of `model` over a uint8 (n, 3, H, W) array, in order; `tta` averages views."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.array(images[start:start + batch_size])).to(device, non_blocking=True)
+        views = tta_views(x, tta)
+        total = torch.zeros(())
+        for view in views:
+            with autocast(device):
+                total = total + model(norm(view).contiguous(memory_format=torch.channels_last)).float().softmax(1)
+        out.append((total / len(views)).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def load_trained(path: Path, device: torch.device) -> tuple[nn.Module, Normalizer, dict]:
+    """A trained model from one of 03's checkpoints, on `device` in eval mode, with its Normalizer.
+
+    The returned config is the checkpoint's TrainConfig (arch, classes, image_size, …) as a dict, plus
+    `cycle`, `epoch` and `val_accuracy` of the checkpoint and `checkpoint` (its path).
+    """
+    path = Path(path)
+    ckpt = checkpoints.load(path)
+    cfg = dict(ckpt["config"])
+    model = build_model(cfg["arch"], len(cfg["classes"]), "none")
+    load_weights(model, cfg["arch"], ckpt["model"], str(path))
+    model.to(device, memory_format=torch.channels_last).eval()
+    cfg.update(cycle=int(ckpt.get("cycle", 0)), epoch=int(ckpt.get("epoch", 0) or 0),
+               val_accuracy=ckpt.get("val_accuracy"), checkpoint=str(path))
+    return model, normalizer_for(cfg["arch"]).to(device), cfg
