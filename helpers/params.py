@@ -277,7 +277,18 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
         out = check(name, value)
         if out is not None:
             resolved[name] = out
+    if "devices" in params:  # how many processes depends on the device: checked once both are known
+        resolved["devices"] = _count_devices(str(params["devices"]), resolved.get("device"))
     return resolved
+
+
+def _count_devices(value: str, device: Any) -> int:
+    from .devices import resolve_device
+    from .distributed import resolve_devices
+    try:
+        return resolve_devices(value, device if device is not None else resolve_device("auto"))
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
 
 
 def defaults(notebook: str | None = None) -> dict[str, Any]:

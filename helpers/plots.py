@@ -149,3 +149,38 @@ def size_distribution(report: dict) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def runs_comparison(cycles: pd.DataFrame) -> Figure:
+    """Every cycle of every run: validation accuracy (hollow) and test accuracy with its 95 % interval (filled).
+
+    Colour is the device type, marker the architecture, so CPU against CUDA cycles and one arch against
+    another read off one axis. `cycles` holds run_id, cycle, device_type, arch, best_val_accuracy,
+    test_accuracy, ci_lo, ci_hi (accuracies as fractions).
+    """
+    rows = cycles.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.38 * len(rows) + 1.4)))
+    devices = sorted(rows["device_type"].astype(str).unique())
+    archs = sorted(rows["arch"].astype(str).unique())
+    colours = dict(zip(devices, sns.color_palette("colorblind", max(1, len(devices)))))
+    markers = dict(zip(archs, "osD^vP*XhH<>" * 2))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, r) in zip(y, rows.iterrows()):
+        colour, marker = colours[str(r["device_type"])], markers[str(r["arch"])]
+        if pd.notna(r["best_val_accuracy"]):
+            ax.plot(100 * r["best_val_accuracy"], yi, marker, mfc="none", mec=colour, ms=8, mew=1.5)
+        if pd.notna(r["test_accuracy"]):
+            err = None
+            if pd.notna(r.get("ci_lo")) and pd.notna(r.get("ci_hi")):
+                err = [[100 * (r["test_accuracy"] - r["ci_lo"])], [100 * (r["ci_hi"] - r["test_accuracy"])]]
+            ax.errorbar(100 * r["test_accuracy"], yi, xerr=err, fmt=marker, color=colour, ms=8, capsize=3)
+    ax.set_yticks(y, [f"{r['run_id']} · cycle {int(r['cycle'])}" for _, r in rows.iterrows()])
+    ax.set_xlabel("accuracy (%): hollow = best validation, filled = test with 95 % interval")
+    from matplotlib.patches import Patch
+    handles = [Patch(color=colours[d], label=d) for d in devices]
+    handles += [plt.Line2D([], [], ls="", marker=markers[a], color="grey", label=a) for a in archs]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title("Runs compared: every training cycle")
+    fig.tight_layout()
+    return fig

@@ -43,7 +43,8 @@ def test_kaggle_without_credentials_fails_in_the_check(monkeypatch, tmp_path):
 
 def test_good_values_and_helpers():
     assert validate({"batch_size": 16, "epochs": 0, "device": "cpu"})["device"].type == "cpu"
-    assert validate({"init": "cycle:3", "devices": "all", "tta": "flip+crops"}) == {}
+    assert validate({"init": "cycle:3", "tta": "flip+crops"}) == {}
+    assert validate({"devices": "all", "device": "cpu"})["devices"] == 1  # all = one process on a CPU
     assert coerce("epochs", "7") == 7 and coerce("freeze_bn", "false") is False and coerce("lr", "1e-3") == 0.001
     assert parse_list(" a, b ,,c") == ["a", "b", "c"]
     assert auto_image_size("efficientnet-lite0", 28) == 80
