@@ -64,8 +64,11 @@ def append_csv_row(path: Path, row: dict[str, Any], columns: list[str]) -> None:
         os.fsync(f.fileno())
 
 
-def save_figure(fig: Any, path: Path) -> Path:
-    """Save a matplotlib Figure atomically as PNG and return the path."""
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib Figure atomically as PNG.
+
+    Returns nothing on purpose: as a notebook cell's last expression a returned path would print a machine
+    path under the figure, which the inline backend already shows once.
+    """
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return Path(path)

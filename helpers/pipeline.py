@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import paths, runinfo
+from . import index, paths, runinfo
 from .params import BY_NAME, ParameterError, coerce, defaults as schema_defaults, help_text, validate
 
 KERNEL_NAME = "image-study-kit"
@@ -83,15 +83,18 @@ def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) ->
     out_dir = paths.run_dir(run_id) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     runinfo.record(run_id, "pipeline", {k: v for k, v in cli.items()}, argv=sys.argv[1:], start=names[0])
-    for name in names:
-        _keep_previous(out_dir / f"{name}.ipynb")
-        t0 = time.perf_counter()
-        print(f"== {name} ({', '.join(f'{k}={v}' for k, v in per_notebook[name].items()) or 'defaults'})",
-              flush=True)
-        papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-                                   parameters=per_notebook[name], cwd=str(paths.NOTEBOOKS_DIR),
-                                   kernel_name=_kernel_name(), progress_bar=False, log_output=progress)
-        print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    try:
+        for name in names:
+            _keep_previous(out_dir / f"{name}.ipynb")
+            t0 = time.perf_counter()
+            print(f"== {name} ({', '.join(f'{k}={v}' for k, v in per_notebook[name].items()) or 'defaults'})",
+                  flush=True)
+            papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+                                       parameters=per_notebook[name], cwd=str(paths.NOTEBOOKS_DIR),
+                                       kernel_name=_kernel_name(), progress_bar=False, log_output=progress)
+            print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    finally:  # a failed or partial run still shows up beside the others, with what it finished
+        index.write_index(str(cli.get("lang", "ru")))
     report = paths.report_dir(run_id) / "REPORT.md"
     print(f"report: {report}")
     return report

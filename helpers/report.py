@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, paths
-from .research import claim_checks, qualitative_table
+from .research import claim_checks, qualitative_table, readable
 
 TEXT = {
     "ru": {
@@ -48,6 +48,11 @@ TEXT = {
         "no_eval": "Оценка на тестовой выборке еще не выполнялась (нет metrics.json).",
         "prov": "Происхождение", "commit": "Коммит git", "fingerprint": "Отпечаток набора данных",
         "versions": "Версии библиотек", "params": "Параметры",
+        "per_class_head": ["Класс", "Точность (precision)", "Полнота (recall)", "F1", "Изображений в тесте"],
+        "confused_head": ["Истинный класс", "Предсказанный класс", "Изображений"],
+        "skipped_head": ["Файл", "Причина"],
+        "layouts": {"class_folders": "папки по классам", "presplit": "готовые папки train/val/test",
+                    "csv": "таблица CSV с метками", "filenames": "метки в именах файлов"},
     },
     "en": {
         "title": "Assignment report",
@@ -87,6 +92,9 @@ TEXT = {
         "no_eval": "The test split has not been evaluated yet (no metrics.json).",
         "prov": "Provenance", "commit": "Git commit", "fingerprint": "Dataset fingerprint",
         "versions": "Library versions", "params": "Parameters",
+        "per_class_head": ["Class", "Precision", "Recall", "F1", "Test images"],
+        "confused_head": ["True class", "Predicted class", "Images"],
+        "skipped_head": ["File", "Reason"],
     },
 }
 
@@ -139,7 +147,7 @@ def render(run_id: str, lang: str = "ru") -> str:
     research = _read(run_dir, "research.csv")
     if research is not None and len(research):
         lines += [t["measured"].format(device=research["device"].iloc[0], size=int(research["image_size"].iloc[0])), "",
-                  research.drop(columns=["device", "image_size"]).to_markdown(index=False), ""]
+                  readable(research, lang).to_markdown(index=False, disable_numparse=True), ""]
         checks = claim_checks(research, lang)
         if len(checks):
             lines += [f"**{t['claims']}**", "", checks.to_markdown(index=False), ""]
@@ -152,7 +160,7 @@ def render(run_id: str, lang: str = "ru") -> str:
     if data:
         ratios = "/".join(f"{round(100 * r)}" for r in data["ratios"])
         lines += [f"- {t['source']}: `{nb_params.get('dataset', resolved.get('dataset', '?'))}`",
-                  f"- {t['layout']}: {data['layout']}",
+                  f"- {t['layout']}: {t.get('layouts', {}).get(data['layout'], data['layout'])}",
                   f"- {t['images']}: {data['n_images']}, {t['classes']}: {len(data['classes'])}",
                   f"- {t['split']}: {ratios} % ({t['seed']} {data['seed']}): "
                   f"{data['split_totals']['train']} / {data['split_totals']['val']} / {data['split_totals']['test']}",
@@ -164,7 +172,8 @@ def render(run_id: str, lang: str = "ru") -> str:
                               columns=[t["class"], t["train"], t["val"], t["test"], t["total"]])
         lines += [counts.to_markdown(index=False), ""]
         if data["skipped"]:
-            lines += [pd.DataFrame(data["skipped"][:20]).to_markdown(index=False), ""]
+            skipped = pd.DataFrame(data["skipped"][:20], columns=["path", "reason"])
+            lines += [skipped.set_axis(t["skipped_head"], axis=1).to_markdown(index=False), ""]
         _figure(lines, figures, "class_balance.png", t["fig_balance"])
 
     lines += [f"## {t['s3']}", ""]
@@ -211,10 +220,12 @@ def render(run_id: str, lang: str = "ru") -> str:
     if metrics:
         per_class = pd.DataFrame([[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
                                   for c, v in metrics["per_class"].items()],
-                                 columns=[t["class"], "precision", "recall", "F1", "n"])
+                                 columns=t["per_class_head"])
         lines += [f"**{t['per_class']}**", "", per_class.to_markdown(index=False), ""]
         if metrics.get("most_confused"):
-            lines += [f"**{t['confused']}**", "", pd.DataFrame(metrics["most_confused"][:5]).to_markdown(index=False), ""]
+            confused = pd.DataFrame(metrics["most_confused"][:5], columns=["true", "pred", "count"])
+            lines += [f"**{t['confused']}**", "", confused.set_axis(t["confused_head"], axis=1).to_markdown(index=False),
+                      ""]
     _figure(lines, figures, "reliability_diagram.png", t["fig_rel"])
     _figure(lines, figures, "confident_errors.png", t["fig_err"])
     _figure(lines, figures, "gradcam.png", t["fig_cam"])
@@ -238,9 +249,11 @@ def to_html(markdown_text: str, folder: Path, title: str) -> str:
     for png in sorted(Path(folder).glob("*.png")):
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
-             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}"
-             "img{max-width:100%}")
+    # A wide table scrolls inside its own box instead of pushing the page sideways; long cells wrap.
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:85%;display:block;max-width:100%;overflow-x:auto}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:anywhere}"
+             "th{background:#f4f4f4}td{min-width:4em}img{max-width:100%}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
@@ -260,4 +273,6 @@ def write_report(run_id: str, lang: str = "ru") -> Path:
     path = out / "REPORT.md"
     io.write_text(path, text)
     io.write_text(out / "REPORT.html", to_html(text, out, f"{TEXT[lang]['title']}: {run_id}"))
+    from .index import write_index  # every report also refreshes reports/index.md, the runs side by side
+    write_index(lang)
     return path

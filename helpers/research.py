@@ -165,25 +165,98 @@ def study(archs: list[str], image_size: int, device: torch.device, batch_size: i
     return pd.DataFrame(rows, columns=RESEARCH_COLUMNS)
 
 
+# research.csv keeps short machine names; a reader sees words with units, in the report's language.
+COLUMN_TITLES = {
+    "arch": ("Архитектура", "Architecture"),
+    "family": ("Семейство", "Family"),
+    "params_m": ("Параметры, млн", "Parameters, M"),
+    "head_params": ("Параметры новой головы", "New head parameters"),
+    "gflops": ("Вычисления, GFLOPs", "Compute, GFLOPs"),
+    "latency_ms": ("Задержка (батч 1), мс", "Latency (batch 1), ms"),
+    "throughput_ips": ("Пропускная способность, изобр./с", "Throughput, images/s"),
+    "train_ips": ("Шаг обучения, изобр./с", "Training step, images/s"),
+    "peak_mem_mb": ("Пиковая память, МБ", "Peak memory, MB"),
+    "imagenet_top1": ("Top-1 на ImageNet (опубликовано), %", "ImageNet top-1 (published), %"),
+    "source": ("Источник top-1", "Top-1 source"),
+    "bakeoff_val_accuracy": ("Точность на валидации своих данных, %", "Validation accuracy on this data, %"),
+    "bakeoff_seconds": ("Время дообучения, с", "Fine-tuning time, s"),
+    "bakeoff_note": ("Примечание", "Note"),
+}
+# How many decimals a reader needs: enough to tell the candidates apart, no more.
+DECIMALS = {"params_m": 2, "gflops": 2, "latency_ms": 1, "throughput_ips": 0, "train_ips": 1, "peak_mem_mb": 0,
+            "imagenet_top1": 1, "bakeoff_seconds": 0}
+SOURCES_RU = {
+    "TensorFlow TPU EfficientNet-Lite README (ImageNet top-1)": "README EfficientNet-Lite в репозитории TensorFlow TPU",
+    "efficientnet-pytorch README (ImageNet top-1)": "README пакета efficientnet-pytorch",
+}
+
+
+def _number(value, decimals: int) -> str:
+    """A figure rounded for reading, with a thin space between thousands; a dash when missing."""
+    if value is None or pd.isna(value):
+        return "—"
+    return f"{float(value):,.{decimals}f}".replace(",", "\u202f")
+
+
+def _source(text: str, lang: str) -> str:
+    """Where a published top-1 comes from, in the report's language."""
+    if lang != "ru" or not isinstance(text, str):
+        return text if isinstance(text, str) else "—"
+    if text.startswith("torchvision weights metadata"):
+        return "метаданные весов torchvision" + text[len("torchvision weights metadata"):]
+    return SOURCES_RU.get(text, text)
+
+
+def readable(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
+    """research.csv as a reader sees it: titled columns with units, figures rounded, in `lang`."""
+    k = 0 if lang == "ru" else 1
+    out = pd.DataFrame(index=table.index)
+    for col in table.columns:
+        if col not in COLUMN_TITLES:
+            continue  # device and image size are said once above the table
+        values = table[col]
+        if col in DECIMALS:
+            values = values.map(lambda v, d=DECIMALS[col]: _number(v, d))
+        elif col == "head_params":
+            values = values.map(lambda v: _number(v, 0))
+        elif col == "bakeoff_val_accuracy":
+            values = values.map(lambda v: _number(100 * v, 1) if pd.notna(v) else "—")
+        elif col == "source":
+            values = values.map(lambda v: _source(v, lang))
+        elif col == "bakeoff_note":
+            values = values.map(lambda v: ("" if not isinstance(v, str) or not v else
+                                           "нет весов ImageNet на этой машине" if lang == "ru" else v))
+        out[COLUMN_TITLES[col][k]] = values
+    return out.reset_index(drop=True)
+
+
 def claim_checks(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
-    """Quoted claims of the write-up beside what the measurement says."""
+    """Quoted claims of the write-up beside what the measurement says, in `lang`."""
+    ru = lang == "ru"
     rows = []
     lat = dict(zip(table["arch"], table["latency_ms"]))
     for mobile in ("mobilenet_v3_large", "mobilenet_v3_small"):
         if "resnet50" in lat and mobile in lat:
             ratio = lat["resnet50"] / lat[mobile]
-            rows.append({"claim": "MobileNetV3 в 3 раза быстрее ResNet" if lang == "ru"
-                         else "MobileNetV3 is 3× faster than ResNet",
-                         "measured": f"{mobile}: {ratio:.1f}× ({lat['resnet50']:.1f} / {lat[mobile]:.1f} ms)"})
+            times = f"в {ratio:.1f} раза быстрее" if ru else f"{ratio:.1f}× faster"
+            ms = "мс" if ru else "ms"
+            rows.append(["MobileNetV3 в 3 раза быстрее ResNet" if ru else "MobileNetV3 is 3× faster than ResNet",
+                         f"{mobile}: {times} ({lat['resnet50']:.1f} / {lat[mobile]:.1f} {ms})"])
     effnets = table[table["arch"].str.startswith("efficientnet")] if "peak_mem_mb" in table else table.iloc[:0]
     if len(effnets):
         worst = effnets.loc[effnets["peak_mem_mb"].idxmax()]
-        where = "GPU" if str(worst.get("device", "cpu")).startswith("cuda") else "RAM"
-        rows.append({"claim": "EfficientNet требует минимум 8 ГБ видеопамяти" if lang == "ru"
-                     else "EfficientNet needs at least 8 GB of video memory",
-                     "measured": f"{worst['arch']}: {worst['peak_mem_mb'] / 1024:.1f} GB {where} peak for a training "
-                                 f"step at {int(worst.get('image_size', 0))} px"})
-    return pd.DataFrame(rows, columns=["claim", "measured"])
+        gpu = str(worst.get("device", "cpu")).startswith("cuda")
+        size = int(worst.get("image_size", 0))
+        gb = f"{worst['peak_mem_mb'] / 1024:.1f}"
+        if ru:
+            where = "видеопамяти" if gpu else "оперативной памяти"
+            measured = f"{worst['arch']}: пик {gb} ГБ {where} на шаг обучения при входе {size} px"
+        else:
+            measured = f"{worst['arch']}: {gb} GB {'GPU' if gpu else 'RAM'} peak for a training step at {size} px"
+        rows.append(["EfficientNet требует минимум 8 ГБ видеопамяти" if ru
+                     else "EfficientNet needs at least 8 GB of video memory", measured])
+    cols = ["Утверждение источника", "Что измерено здесь"] if ru else ["Quoted claim", "What this machine measured"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 if __name__ == "__main__":  # one isolated measurement, as `study` runs it

@@ -152,6 +152,8 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys):
         ["03_train", "04_evaluate"]
     report = (paths.report_dir("tiny") / "REPORT.md").read_text()
     assert "## 4. Результаты обучения" in report and "2 *(cpu)*" in report
+    runs_index = (paths.home() / "reports" / "index.md").read_text()  # rebuilt after each run
+    assert "[отчет](tiny/REPORT.md)" in runs_index and runs_index.count("| `tiny`") == 3  # the run and its 2 cycles
 
 
 def test_a_notebook_runs_alone_from_any_directory(make_dataset, tmp_path, study_home):

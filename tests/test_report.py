@@ -78,3 +78,31 @@ def test_every_table_number_equals_its_artifact():
     assert [float(c) for c in per_class[0].split("|")[2:-1]] == [0.988, 0.5, 0.664, 3]
     assert "27 / 7 / 6" in text and "Files skipped: 1" in text and "70/15/15" in text
     assert "`ffffffffffffffff`" in text
+
+
+def test_russian_report_has_no_english_study_columns_and_rounds_numbers():
+    run = _artifacts()
+    from helpers.research import RESEARCH_COLUMNS
+    io.write_csv(run / "research.csv", pd.DataFrame([
+        {"arch": "efficientnet-lite0", "family": "EfficientNet", "params_m": 4.652008, "head_params": 12810,
+         "gflops": 0.79812, "latency_ms": 21.2345, "throughput_ips": 101.37, "train_ips": 12.345,
+         "peak_mem_mb": 812.44, "imagenet_top1": 75.1, "source": "efficientnet-pytorch README (ImageNet top-1)",
+         "image_size": 224, "device": "cpu"},
+        {"arch": "resnet50", "family": "ResNet-50", "params_m": 25.557032, "head_params": 20490, "gflops": 8.18,
+         "latency_ms": 60.0, "throughput_ips": 20.0, "train_ips": 3.0, "peak_mem_mb": 1500.0, "imagenet_top1": 80.858,
+         "source": "torchvision weights metadata (ResNet50_Weights.IMAGENET1K_V2)", "image_size": 224, "device": "cpu"},
+        {"arch": "mobilenet_v3_large", "family": "MobileNetV3", "params_m": 5.483032, "head_params": 12810,
+         "gflops": 0.43, "latency_ms": 12.0, "throughput_ips": 90.0, "train_ips": 20.0, "peak_mem_mb": 400.0,
+         "imagenet_top1": 75.274, "source": "torchvision weights metadata (MobileNet_V3_Large_Weights.IMAGENET1K_V2)",
+         "image_size": 224, "device": "cpu"}], columns=RESEARCH_COLUMNS))
+    text = report.render("r", "ru")
+    study = text.split("## 1.")[1].split("## 2.")[0]
+    headers = [line for line in study.splitlines() if line.startswith("| ")]
+    header_cells = {c.strip() for line in headers for c in line.strip("|").split("|")}
+    for name in RESEARCH_COLUMNS + ["claim", "measured", "precision", "recall"]:
+        assert name not in header_cells, name
+    assert "| 4.65 " in study and "4.652008" not in study and "80.9" in study
+    assert "в 5.0 раза быстрее (60.0 / 12.0 мс)" in study and "оперативной памяти" in study
+    assert "метаданные весов torchvision" in study
+    html = report.to_html(text, run, "r")
+    assert "overflow-x:auto" in html

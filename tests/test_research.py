@@ -24,7 +24,32 @@ def test_qualitative_table_in_both_languages():
 def test_claim_check_reports_measured_ratio():
     table = pd.DataFrame({"arch": ["resnet50", "mobilenet_v3_large"], "latency_ms": [30.0, 10.0]})
     checks = research.claim_checks(table, "en")
-    assert checks.loc[0, "measured"].startswith("mobilenet_v3_large: 3.0×")
+    assert checks.iloc[0, 1].startswith("mobilenet_v3_large: 3.0× faster")
+    ru = research.claim_checks(table, "ru")
+    assert list(ru.columns) == ["Утверждение источника", "Что измерено здесь"]
+    assert ru.iloc[0, 1] == "mobilenet_v3_large: в 3.0 раза быстрее (30.0 / 10.0 мс)"
+
+
+def _measured_rows() -> pd.DataFrame:
+    return pd.DataFrame([{"arch": "efficientnet-lite0", "family": "EfficientNet", "params_m": 4.652008,
+                          "head_params": 12810, "gflops": 0.79812, "latency_ms": 21.2345, "throughput_ips": 101.37,
+                          "train_ips": 12.345, "peak_mem_mb": 812.44, "imagenet_top1": 75.1,
+                          "source": "TensorFlow TPU EfficientNet-Lite README (ImageNet top-1)", "image_size": 224,
+                          "device": "cpu"}])
+
+
+def test_readable_table_is_russian_rounded_and_titled_with_units():
+    ru = research.readable(_measured_rows(), "ru")
+    assert list(ru.columns) == ["Архитектура", "Семейство", "Параметры, млн", "Параметры новой головы",
+                                "Вычисления, GFLOPs", "Задержка (батч 1), мс", "Пропускная способность, изобр./с",
+                                "Шаг обучения, изобр./с", "Пиковая память, МБ",
+                                "Top-1 на ImageNet (опубликовано), %", "Источник top-1"]
+    row = ru.iloc[0]
+    assert row["Параметры, млн"] == "4.65" and row["Задержка (батч 1), мс"] == "21.2"
+    assert row["Параметры новой головы"] == "12\u202f810" and row["Пиковая память, МБ"] == "812"
+    assert row["Источник top-1"] == "README EfficientNet-Lite в репозитории TensorFlow TPU"
+    en = research.readable(_measured_rows(), "en")
+    assert "Parameters, M" in en.columns and en.iloc[0]["Throughput, images/s"] == "101"
 
 
 def test_bakeoff_trains_candidates_with_weights_and_names_the_rest(make_dataset, tmp_path, monkeypatch):
