@@ -128,6 +128,14 @@ def _check_label_smoothing(value: float) -> None:
         raise ParameterError(f"label_smoothing={value!r}: must be at least 0 and below 1.")
 
 
+def _check_tracking(value: str) -> None:
+    from .tracking import TrackingError, check_available  # looks the package up, imports nothing
+    try:
+        check_available(value)
+    except TrackingError as exc:
+        raise ParameterError(str(exc)) from None
+
+
 def _check_images(value: str) -> None:
     if value and not Path(value).expanduser().exists():
         raise ParameterError(f"images={value!r}: no such file or folder; give a folder, an archive, an image "
@@ -209,7 +217,7 @@ SCHEMA: list[Param] = [
     P("cache_gb", float, 8.0, ("03_train",), "disk budget of the resized-image cache",
       check=_check_positive("cache_gb"), values="number > 0"),
     P("tracking", str, "none", ("03_train",), "also log each cycle to an installed tracker",
-      choices=("none", "mlflow", "tensorboard")),
+      choices=("none", "mlflow", "tensorboard"), check=_check_tracking),
     # 04 and 05: using the model
     P("cycle", int, 0, ("04_evaluate", "05_predict"), "which cycle's best to use (0: the run's best by validation)",
       minimum=0),

@@ -21,13 +21,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import checkpoints, ledger
+from . import checkpoints, ledger, tracking
 from .checkpoints import CheckpointError, load as load_checkpoint
 from .devices import device_name
 from .imagecache import CachedImages
 from .inference import Normalizer, autocast as _autocast, normalizer_for, predict_proba
 from .ledger import CYCLE_COLUMNS, HISTORY_COLUMNS, fill_test_accuracy, read_cycles, read_history
 from .models import arch_spec, build_model, head_of, load_weights
+from .progress import bar as progress_bar
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "config_from", "validate_config", "run_cycle",
            "seed_everything", "Normalizer", "predict_proba", "extract_features", "load_checkpoint",
@@ -65,12 +66,13 @@ class TrainConfig:
     device: str = "cpu"
     workers: int = -1
     keep_last: int = 2
+    tracking: str = "none"
     extra: dict = field(default_factory=dict)
 
     def resume_key(self) -> dict:
         """The fields that must match for an interrupted cycle to be resumed rather than restarted."""
         d = asdict(self)
-        for where_or_housekeeping in ("device", "workers", "keep_last"):
+        for where_or_housekeeping in ("device", "workers", "keep_last", "tracking"):
             d.pop(where_or_housekeeping)
         return d
 
@@ -262,6 +264,7 @@ class Cycle:
     feats: tuple | None = None
     progress: bool = True
     stopped_early: bool = False
+    tracker: Any = None  # helpers.tracking: a no-op unless tracking=mlflow|tensorboard
 
 
 def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_labels: list[int],
@@ -275,6 +278,7 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
     run_best = checkpoints.run_best_val(run_dir) if resume is None else None
     _record_unrecorded(run_dir, last, abandoned, cfg.keep_last)
     c = _open_cycle(cfg, run_dir, device, last, resume, start, run_best, progress)
+    c.tracker = tracking.start(cfg.tracking, run_dir, c.number, asdict(cfg))
     _train_epochs(c, train_images, train_labels, val_images, val_labels)
     return _close_cycle(c)
 
@@ -394,6 +398,8 @@ def _train_epochs(c: Cycle, train_images: np.ndarray, train_labels: list[int], v
                                           "train_accuracy": round(train_acc, 5), "val_loss": round(val_loss, 5),
                                           "val_accuracy": round(val_acc, 5), "lr": f"{lr:.3g}",
                                           "seconds": round(seconds, 2), "stage": c.stage})
+        c.tracker.log_epoch({"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                             "val_accuracy": val_acc, "lr": lr, "seconds": seconds}, step=epoch)
         if c.progress:
             print(f"cycle {c.number} epoch {epoch}/{total_epochs} [{c.stage}] train_loss {train_loss:.4f} "
                   f"train_acc {train_acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} ({seconds:.1f}s)"
@@ -506,6 +512,8 @@ def _close_cycle(c: Cycle) -> dict:
     """Append the row, keep the cycle's last.pt in its folder, prune older ones (never a best)."""
     row = _final_row(c)
     ledger.append_cycle(c.run_dir, row)
+    if c.tracker is not None:
+        c.tracker.finish(row)
     checkpoints.keep_cycle_last(c.run_dir, c.number)
     checkpoints.prune_last(c.run_dir, c.cfg.keep_last)
     return row
@@ -580,8 +588,8 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
     total_loss, correct, seen = 0.0, 0, 0
     batches = loader
     if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
+        # headless, the epoch's own summary line (_train_epochs) is the one line per epoch
+        batches = progress_bar(loader, total=len(loader), desc=f"epoch {epoch}", unit="batches", summary=False)
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
