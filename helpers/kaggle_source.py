@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .data import DataError, extract_archive
+from .archives import extract_archive, extract_nested
+from .dataerror import DataError
 
 DONE_MARKER = ".download-complete"
 
@@ -117,6 +118,7 @@ def download(spec: str) -> Path:
     for archive in sorted(partial.glob("*.zip")):
         extract_archive(archive, partial / archive.name[:-4])  # refuses members that escape
         archive.unlink()
+    extract_nested(partial)  # competitions ship train.zip / test1.zip inside the download
     (partial / DONE_MARKER).write_text(spec + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
