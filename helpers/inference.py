@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoints
+from . import checkpoints, imagecache
 from .models import arch_spec, build_model, load_weights
 
 TTA_CHOICES = ("none", "flip", "flip+crops")
@@ -63,12 +63,14 @@ def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device: torch.device,
-                  batch_size: int = 64, tta: str = "none") -> np.ndarray:
-    """Softmax probabilities of `model` over a uint8 (n, 3, H, W) array, in order; `tta` averages views."""
+                  batch_size: int = 64, tta: str = "none", workers: int = 0) -> np.ndarray:
+    """Softmax probabilities of `model` over a uint8 (n, 3, H, W) array, in order; `tta` averages views.
+
+    `images` may also be image files decoded on the fly (helpers.imagecache.DecodedImages), by `workers` processes.
+    """
     model.eval()
     out = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.array(images[start:start + batch_size])).to(device, non_blocking=True)
+    for x in imagecache.batches(images, batch_size, device, workers):
         views = tta_views(x, tta)
         total = torch.zeros(())
         for view in views:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import checkpoints, ledger, tracking
+from . import checkpoints, distributed, imagecache, ledger, tracking
 from .checkpoints import CheckpointError, load as load_checkpoint
 from .devices import device_name
 from .imagecache import CachedImages
@@ -66,13 +66,14 @@ class TrainConfig:
     device: str = "cpu"
     workers: int = -1
     keep_last: int = 2
+    compile: bool = False
     tracking: str = "none"
     extra: dict = field(default_factory=dict)
 
     def resume_key(self) -> dict:
         """The fields that must match for an interrupted cycle to be resumed rather than restarted."""
         d = asdict(self)
-        for where_or_housekeeping in ("device", "workers", "keep_last", "tracking"):
+        for where_or_housekeeping in ("device", "workers", "keep_last", "compile", "tracking"):
             d.pop(where_or_housekeeping)
         return d
 
@@ -145,7 +146,7 @@ def set_bn_eval(model: nn.Module) -> None:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.ndarray,
-                     device: torch.device, batch_size: int = 64) -> torch.Tensor:
+                     device: torch.device, batch_size: int = 64, workers: int = 0) -> torch.Tensor:
     """Pooled backbone features (the head's input) of every image, computed once."""
     spec = arch_spec(arch)
     head = getattr(model, spec.head)
@@ -153,8 +154,7 @@ def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.n
     try:
         model.eval()
         feats = []
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.array(images[start:start + batch_size])).to(device)
+        for x in imagecache.batches(images, batch_size, device, workers):  # decoded by workers beyond the cache
             with _autocast(device):
                 feats.append(model(norm(x).contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(feats)
@@ -222,6 +222,25 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
     return 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 1))
 
 
+def _train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.device, generator: torch.Generator,
+                  seed: int) -> DataLoader:
+    """The training DataLoader: this process's share through a seeded DistributedSampler (one replica alone)."""
+    dataset = CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size))
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=distributed.sampler(dataset, seed),
+                      generator=generator, **imagecache.loader_options(loader_workers(cfg, device), device))
+
+
+def _compiled(model: nn.Module, cfg: TrainConfig, device: torch.device, progress: bool) -> nn.Module:
+    """torch.compile'd forward with compile=True on CUDA; elsewhere compiling costs more than it saves."""
+    if not cfg.compile:
+        return model
+    if device.type != "cuda":
+        if progress:
+            print(f"compile=True applies on CUDA; on {device.type} the network runs as it is", flush=True)
+        return model
+    return torch.compile(model)
+
+
 def _rng_state() -> dict:
     """Torch RNG states, so a resumed cycle draws the same numbers."""
     state = {"torch": torch.get_rng_state()}
@@ -262,6 +281,8 @@ class Cycle:
     scheduler: Any = None
     stage: str | None = None
     feats: tuple | None = None
+    forward: Any = None  # the network as the full stage calls it: DDP- and/or torch.compile-wrapped
+    loader: Any = None  # one DataLoader per cycle, so persistent workers live across epochs
     progress: bool = True
     stopped_early: bool = False
     tracker: Any = None  # helpers.tracking: a no-op unless tracking=mlflow|tensorboard
@@ -276,9 +297,11 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
     last, resume, abandoned = _read_last(cfg, run_dir)
     start = _initial_weights(cfg, run_dir) if resume is None else None  # every check before any write
     run_best = checkpoints.run_best_val(run_dir) if resume is None else None
-    _record_unrecorded(run_dir, last, abandoned, cfg.keep_last)
+    if distributed.is_main():
+        _record_unrecorded(run_dir, last, abandoned, cfg.keep_last)
+    distributed.barrier()  # every rank numbers the cycle from the same ledger
     c = _open_cycle(cfg, run_dir, device, last, resume, start, run_best, progress)
-    c.tracker = tracking.start(cfg.tracking, run_dir, c.number, asdict(cfg))
+    c.tracker = tracking.start(cfg.tracking if distributed.is_main() else "none", run_dir, c.number, asdict(cfg))
     _train_epochs(c, train_images, train_labels, val_images, val_labels)
     return _close_cycle(c)
 
@@ -345,11 +368,12 @@ def _open_cycle(cfg: TrainConfig, run_dir: Path, device: torch.device, last: dic
         init_from = start[1]
         state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "since_best": 0, "seconds": 0.0,
                  "run_best_val": run_best}
-        ledger.drop_history_after(run_dir, number, 0)  # epochs of a killed attempt whose checkpoint never landed
+        if distributed.is_main():  # epochs of a killed attempt whose checkpoint never landed
+            ledger.drop_history_after(run_dir, number, 0)
     c = Cycle(cfg=cfg, run_dir=run_dir, device=device, number=number, started_at=started_at, init_from=init_from,
               state=state, resume=resume, progress=progress)
     c.generator = seed_everything(cfg.seed + number, cfg.deterministic)  # before the new head is initialised
-    c.model = _build(cfg, resume, start)
+    c.model = distributed.sync_batchnorm(_build(cfg, resume, start), device, cfg.freeze_bn)
     c.norm = normalizer_for(cfg.arch).to(device)
     # channels_last is faster on CUDA and, with oneDNN, about 1.5x faster on CPU too (benchmarks/).
     c.model.to(device, memory_format=torch.channels_last)
@@ -363,7 +387,8 @@ def _open_cycle(cfg: TrainConfig, run_dir: Path, device: torch.device, last: dic
         c.generator.set_state(resume["rng"]["loader"])
         if resume.get("scaler"):
             c.scaler.load_state_dict(resume["scaler"])
-        ledger.drop_history_after(run_dir, number, state["epoch"])
+        if distributed.is_main():
+            ledger.drop_history_after(run_dir, number, state["epoch"])
     return c
 
 
@@ -391,25 +416,29 @@ def _train_epochs(c: Cycle, train_images: np.ndarray, train_labels: list[int], v
                      val_images)
         t0 = time.perf_counter()
         train_loss, train_acc, lr = _fit_epoch(c, epoch, train_images, train_labels)
-        val_loss, val_acc = _validate(c, val_images, val_labels)
+        # Rank 0 validates; every rank takes its numbers, so best-epoch and early-stop decisions agree.
+        val_loss, val_acc = _validate(c, val_images, val_labels) if distributed.is_main() else (0.0, 0.0)
+        val_loss, val_acc = distributed.broadcast_floats([val_loss, val_acc], c.device)
         seconds = time.perf_counter() - t0
         improved, run_best = _update_state(c, epoch, val_acc, seconds)
-        ledger.append_history(c.run_dir, {"cycle": c.number, "epoch": epoch, "train_loss": round(train_loss, 5),
+        if distributed.is_main():
+            ledger.append_history(c.run_dir, {"cycle": c.number, "epoch": epoch, "train_loss": round(train_loss, 5),
                                           "train_accuracy": round(train_acc, 5), "val_loss": round(val_loss, 5),
                                           "val_accuracy": round(val_acc, 5), "lr": f"{lr:.3g}",
                                           "seconds": round(seconds, 2), "stage": c.stage})
-        c.tracker.log_epoch({"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-                             "val_accuracy": val_acc, "lr": lr, "seconds": seconds}, step=epoch)
+            c.tracker.log_epoch({"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                                 "val_accuracy": val_acc, "lr": lr, "seconds": seconds}, step=epoch)
         if c.progress:
             print(f"cycle {c.number} epoch {epoch}/{total_epochs} [{c.stage}] train_loss {train_loss:.4f} "
                   f"train_acc {train_acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} ({seconds:.1f}s)"
                   + (" · the run's new best" if run_best else ""), flush=True)
         c.stopped_early = bool(c.cfg.patience and c.state["since_best"] >= c.cfg.patience)
         finished = epoch >= total_epochs or c.stopped_early
-        _save_epoch(c, epoch, val_acc, improved, run_best, finished)
+        if distributed.is_main():
+            _save_epoch(c, epoch, val_acc, improved, run_best, finished)
         if c.stopped_early:
             break
-    if total_epochs == 0:  # nothing trained: the cycle still leaves its (unchanged) model and its row
+    if total_epochs == 0 and distributed.is_main():  # nothing trained: the cycle still leaves its model and row
         _save_last(c, finished=True)
 
 
@@ -419,8 +448,11 @@ def _enter_stage(c: Cycle, stage: str, n_train: int, train_images: np.ndarray, v
         return
     c.stage = stage
     cfg, head_only = c.cfg, stage == "head"
-    steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
+    # Each of N processes sees a 1/N share of the images per epoch (DistributedSampler).
+    steps_per_epoch = max(1, math.ceil(math.ceil(n_train / distributed.world_size()) / cfg.batch_size))
     set_trainable(c.model, cfg.arch, stage, cfg.unfreeze)
+    if stage == "full":  # DDP registers only what trains now, so wrap after set_trainable
+        c.forward = _compiled(distributed.wrap(c.model, c.device), cfg, c.device, c.progress)
     c.optimizer = _optimizer(c.model, cfg, head_only)
     total = (cfg.head_epochs if head_only else cfg.epochs) * steps_per_epoch
     if head_only:
@@ -431,8 +463,9 @@ def _enter_stage(c: Cycle, stage: str, n_train: int, train_images: np.ndarray, v
         c.optimizer.load_state_dict(c.resume["optimizer"])
         c.scheduler.load_state_dict(c.resume["scheduler"])
     if head_only and c.feats is None:
-        c.feats = (extract_features(c.model, cfg.arch, c.norm, train_images, c.device),
-                   extract_features(c.model, cfg.arch, c.norm, val_images, c.device))
+        workers = loader_workers(cfg, c.device)
+        c.feats = (extract_features(c.model, cfg.arch, c.norm, train_images, c.device, workers=workers),
+                   extract_features(c.model, cfg.arch, c.norm, val_images, c.device, workers=workers))
 
 
 def _fit_epoch(c: Cycle, epoch: int, train_images: np.ndarray, train_labels: list[int]) -> tuple[float, float, float]:
@@ -440,9 +473,12 @@ def _fit_epoch(c: Cycle, epoch: int, train_images: np.ndarray, train_labels: lis
     if c.stage == "head":
         return _head_epoch(c.model, c.cfg, c.feats[0], torch.as_tensor(train_labels), c.optimizer, c.scheduler,
                            c.criterion, c.generator, c.device)
-    loss, acc, lr, micro = _full_epoch(c.model, c.cfg, c.norm, train_images, train_labels, c.optimizer,
+    if c.loader is None:
+        c.loader = _train_loader(c.cfg, train_images, train_labels, c.device, c.generator, c.cfg.seed + c.number)
+    c.loader.sampler.set_epoch(epoch)  # a new order every epoch, the same on every rank and on resume
+    loss, acc, lr, micro = _full_epoch(c.forward, c.cfg, c.norm, train_images, train_labels, c.optimizer,
                                        c.scheduler, c.scaler, c.criterion, c.generator, c.device, epoch,
-                                       c.progress, c.state.get("micro_batch", 0))
+                                       c.progress, c.state.get("micro_batch", 0), loader=c.loader)
     c.state["micro_batch"] = micro
     return loss, acc, lr
 
@@ -454,7 +490,8 @@ def _validate(c: Cycle, val_images: np.ndarray, val_labels: list[int]) -> tuple[
         with torch.no_grad():
             logits = head_of(c.model, c.cfg.arch).eval()(c.feats[1]).cpu()
         return float(nn.functional.cross_entropy(logits, y_val)), float((logits.argmax(1) == y_val).float().mean())
-    probs = torch.from_numpy(predict_proba(c.model, c.norm, val_images, c.device))
+    probs = torch.from_numpy(predict_proba(c.model, c.norm, val_images, c.device,
+                                           workers=loader_workers(c.cfg, c.device)))
     return (float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y_val)),
             float((probs.argmax(1) == y_val).float().mean()))
 
@@ -504,18 +541,23 @@ def _save_last(c: Cycle, finished: bool) -> None:
 
 def _final_row(c: Cycle) -> dict:
     """The cycle's row in cycles.csv."""
-    return _ledger_row(c.cfg, c.number, c.started_at, c.state, str(c.device), device_name(c.device),
+    name = device_name(c.device)
+    if distributed.world_size() > 1:
+        name = f"{distributed.world_size()} × {name}"
+    return _ledger_row(c.cfg, c.number, c.started_at, c.state, str(c.device), name,
                        c.stopped_early, _oom_note(c.cfg, c.state.get("micro_batch", 0)), c.init_from)
 
 
 def _close_cycle(c: Cycle) -> dict:
     """Append the row, keep the cycle's last.pt in its folder, prune older ones (never a best)."""
     row = _final_row(c)
-    ledger.append_cycle(c.run_dir, row)
-    if c.tracker is not None:
-        c.tracker.finish(row)
-    checkpoints.keep_cycle_last(c.run_dir, c.number)
-    checkpoints.prune_last(c.run_dir, c.cfg.keep_last)
+    if distributed.is_main():
+        ledger.append_cycle(c.run_dir, row)
+        if c.tracker is not None:
+            c.tracker.finish(row)
+        checkpoints.keep_cycle_last(c.run_dir, c.number)
+        checkpoints.prune_last(c.run_dir, c.cfg.keep_last)
+    distributed.barrier()  # no rank leaves before the row is written
     return row
 
 
@@ -577,11 +619,11 @@ def _train_step(model, norm, x, y, micro, optimizer, scaler, criterion, device):
 
 
 def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, criterion, generator, device,
-                epoch, progress, micro: int = 0):
+                epoch, progress, micro: int = 0, loader=None):
     """One epoch of the network over the cached images; halves the micro-batch on out-of-memory and goes on."""
-    loader = DataLoader(CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size)),
-                        batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                        num_workers=loader_workers(cfg, device), pin_memory=device.type == "cuda")
+    if loader is None:
+        loader = _train_loader(cfg, images, labels, device, generator, cfg.seed)
+        loader.sampler.set_epoch(epoch)
     model.train()
     if cfg.freeze_bn:
         set_bn_eval(model)
@@ -602,6 +644,9 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
                 optimizer.zero_grad(set_to_none=True)
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
+                if distributed.world_size() > 1:  # ranks must run the same all-reduces: none can shrink alone
+                    raise TrainError(f"out of memory at batch_size={cfg.batch_size} per process with "
+                                     f"{distributed.world_size()} processes; use a smaller batch_size.") from None
                 current = micro or cfg.batch_size
                 if current <= 1:
                     raise TrainError("out of memory even with micro-batches of 1 image; use a smaller "
@@ -613,4 +658,5 @@ def _full_epoch(model, cfg, norm, images, labels, optimizer, scheduler, scaler, 
         total_loss += loss * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
+    total_loss, correct, seen = distributed.all_reduce_sums([total_loss, correct, seen], device)
     return total_loss / max(1, seen), correct / max(1, seen), scheduler.get_last_lr()[0], micro
