@@ -21,8 +21,11 @@ import pandas as pd
 import torch
 
 from . import checkpoints, inference, io, paths, preprocess
-from .data import (ARCHIVE_SUFFIXES, LABEL_COLUMNS, check_images, extract_archive, is_hidden, load_split)
-from .evaluate import wilson_interval
+from .archives import archive_stem, extract_archive, is_archive, is_hidden
+from .csvlayout import LABEL_NAMES
+from .data import load_split
+from .images import check_images
+from .stats import wilson_interval
 
 PATH_COLUMNS = ["path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "id"]
 GALLERY_SIZE = 16
@@ -45,19 +48,6 @@ class ImageSet:
 
 
 # ---------------------------------------------------------------- reading what to predict
-
-def _is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    """A file's name without its (possibly double) suffix: images.tar.gz → images."""
-    name = path.name
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
 
 def _walk(root: Path) -> list[Path]:
     """Every visible file below `root`, sorted; hidden files and folders (.DS_Store, __MACOSX) are left out."""
@@ -100,7 +90,7 @@ def _extract(archive: Path) -> Path:
     with archive.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return extract_archive(archive, paths.raw_dir() / "predict" / f"{_stem(archive)}-{digest.hexdigest()[:12]}")
+    return extract_archive(archive, paths.raw_dir() / "predict" / f"{archive_stem(archive)}-{digest.hexdigest()[:12]}")
 
 
 def _csv_column(table: pd.DataFrame, wanted: list[str]) -> str | None:
@@ -127,7 +117,7 @@ def _from_csv(csv_path: Path, source: str, classes: list[str]) -> ImageSet:
     if path_col is None:
         raise PredictError(f"images={source!r}: no column of {csv_path.name} names image files "
                            f"(columns: {list(table.columns)}); name it 'path', relative to the CSV's folder.")
-    label_col = _csv_column(table, LABEL_COLUMNS)
+    label_col = _csv_column(table, list(LABEL_NAMES))
     files, shown, labels, skipped = [], [], [], []
     for i, value in enumerate(table[path_col]):
         value = str(value).strip()
@@ -138,7 +128,7 @@ def _from_csv(csv_path: Path, source: str, classes: list[str]) -> ImageSet:
         files.append(f)
         shown.append(value)
         labels.append(str(table[label_col].iloc[i]).strip() if label_col else "")
-    return _from_files(source, _stem(csv_path), csv_path.parent, files, classes, labels, shown, skipped)
+    return _from_files(source, csv_path.stem, csv_path.parent, files, classes, labels, shown, skipped)
 
 
 def collect_images(images: str, run_dir: Path, classes: list[str]) -> ImageSet:
@@ -159,9 +149,9 @@ def collect_images(images: str, run_dir: Path, classes: list[str]) -> ImageSet:
                            "or a CSV of paths (empty: the run's test split).")
     if path.is_dir():
         result = _from_files(images, path.resolve().name, path, _walk(path), classes)
-    elif _is_archive(path):
+    elif is_archive(path):
         root = _extract(path)
-        result = _from_files(images, _stem(path), root, _walk(root), classes)
+        result = _from_files(images, archive_stem(path), root, _walk(root), classes)
     elif path.suffix.lower() == ".csv":
         result = _from_csv(path, images, classes)
     else:
