@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
@@ -40,27 +41,6 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     return args.run_id, params
 
 
-def train_config(params: dict[str, Any], classes: list[str], size: int, device: torch.device):
-    """03's TrainConfig from its parameters."""
-    from .train import TrainConfig
-    return TrainConfig(arch=params["arch"], classes=classes, image_size=size, batch_size=params["batch_size"],
-                       epochs=params["epochs"], head_epochs=params["head_epochs"], weights=params["weights"],
-                       init=params["init"], lr=params["lr"], backbone_lr_scale=params["backbone_lr_scale"],
-                       label_smoothing=params["label_smoothing"], freeze_bn=params["freeze_bn"],
-                       augment=params["augment"], patience=params["patience"], unfreeze=str(params["unfreeze"]),
-                       schedule=params["schedule"], deterministic=params["deterministic"], seed=params["seed"],
-                       device=str(device), workers=params["workers"], **_optional(params))
-
-
-def _optional(params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters that TrainConfig gained for issue 13 (passed only where it has them)."""
-    from dataclasses import fields
-
-    from .train import TrainConfig
-    names = {f.name for f in fields(TrainConfig)}
-    return {k: params[k] for k in ("compile", "keep_last") if k in names}
-
-
 def run(run_id: str, params: dict[str, Any]) -> dict:
     """Train one cycle of run `run_id` in this process (one rank of torchrun's group, or alone)."""
     from . import data, train
@@ -73,7 +53,7 @@ def run(run_id: str, params: dict[str, Any]) -> dict:
         run_dir = paths.run_dir(run_id)
         frame, report = data.load_split(run_dir)
         size = params["image_size"] or auto_image_size(params["arch"], data.median_side(report))
-        config = train_config(params, report["classes"], size, device)
+        config = train.config_from(SimpleNamespace(**{**params, "device": device}), report["classes"], size)
         if distributed.is_main():
             runinfo.record(run_id, NOTEBOOK, params, device=str(device), devices=str(distributed.world_size()))
         main = distributed.local_rank() == 0
