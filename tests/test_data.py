@@ -4,16 +4,21 @@ on every Kaggle shape."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import zipfile
+from pathlib import Path
 
+import nbformat
 import pandas as pd
+import papermill
 import pytest
 
-from helpers import data
+from helpers import data, paths, pipeline
 from helpers.data import DataError
 
 from .conftest import make_image
+from .kaggle_shapes import SHAPES
 
 
 def test_split_is_stratified_70_15_15_and_reproducible(make_dataset, tmp_path):
@@ -162,3 +167,29 @@ def test_labels_in_file_names_like_dogs_vs_cats(tmp_path):
     frame, report = data.prepare_split(tmp_path / "dogs-vs-cats")
     assert report["layout"] == "filenames" and report["classes"] == ["cat", "dog"]
     assert report["skipped"] == [{"path": "train/17.jpg", "reason": "no label in the file name"}]
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_02_notebook_on_every_kaggle_shape(name, tmp_path, study_home, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as JupyterLab shows figures
+    shape = SHAPES[name]
+    dataset = shape.build(tmp_path / name)
+    out = tmp_path / "02.ipynb"
+    papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "02_data.ipynb"), str(out), kernel_name=pipeline._kernel_name(),
+                               parameters={"dataset": str(dataset), "run_id": name, **shape.params},
+                               cwd=str(tmp_path), progress_bar=False)
+    run = study_home / "runs" / name
+    report = json.loads((run / "data_report.json").read_text())
+    assert report["layout"] == shape.layout and report["n_images"] == shape.n_images
+    split = pd.read_csv(run / "split.csv", keep_default_na=False)
+    assert list(split.columns) == ["path", "label", "split", "sha256"]
+    assert all((Path(report["root"]) / p).is_file() for p in split["path"])
+    book = nbformat.read(out, as_version=4)
+    outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+    text = json.dumps([o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs])
+    assert str(tmp_path) not in text and "PosixPath" not in text  # no machine path as a cell result
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # balance, samples, sizes: once each
+    roles = {row["role"] for row in report["explanation"]}
+    assert all(role in text for role in roles)  # the explanation table is shown
+    for folder in shape.unlabelled:
+        assert folder in text
