@@ -229,6 +229,8 @@ def render(run_id: str, lang: str = "ru") -> str:
     _figure(lines, figures, "reliability_diagram.png", t["fig_rel"])
     _figure(lines, figures, "confident_errors.png", t["fig_err"])
     _figure(lines, figures, "gradcam.png", t["fig_cam"])
+    from .export import parity_markdown  # export/parity.json, when the model was exported (05 or helpers.export)
+    lines += parity_markdown(run_dir, lang)
 
     lines += [f"## {t['prov']}", "", f"- {t['commit']}: `{params.get('git_commit', 'unknown')}`"]
     if data:

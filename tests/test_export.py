@@ -1,0 +1,77 @@
+"""Export: every arch exports to ONNX and TorchScript with parity; a run's bundle is self-contained and checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import export, inference, paths, predict, preprocess, report
+from helpers.models import build_model
+from tests.test_predict import run, trained_home  # noqa: F401  (the trained run fixture)
+
+
+@pytest.mark.parametrize("arch", ["efficientnet-lite0", "efficientnet-b0", "resnet50", "mobilenet_v3_small",
+                                  "mobilenet_v3_large"])
+def test_every_arch_exports_with_parity(arch, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(arch, 3, "none").eval()
+    norm = inference.normalizer_for(arch)
+    images = np.random.default_rng(0).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    reference = inference.predict_proba(model, norm, images, torch.device("cpu"), batch_size=4)
+    net = export.exportable(model, norm)
+    if arch == "efficientnet-lite0":  # its ReLU6 must survive: set_swish would have put Swish back
+        assert not [m for m in net.modules() if type(m).__name__ in ("Swish", "MemoryEfficientSwish")]
+    formats = ["onnx", "torchscript"] if arch in ("efficientnet-b0", "mobilenet_v3_small") else ["onnx"]
+    for fmt in formats:
+        path = tmp_path / export.FORMATS[fmt]
+        export.write_model(net, fmt, path, 32)
+        result = export.parity(reference, export.run_exported(path, fmt, images, batch_size=3), [0, 1, 2, 0, 1])
+        assert result["passed"] and result["max_abs_diff"] < export.TOLERANCE, (fmt, result)
+        assert result["top1_agreement"] == 1.0 and result["accuracy_exported"] == result["accuracy_pytorch"]
+
+
+def test_run_export_writes_a_self_contained_bundle_and_parity(run, capsys):  # noqa: F811
+    assert export.main(["--run-id", "tiny", "--format", "onnx"]) == 0
+    assert export.main(["--run-id", "tiny", "--format", "torchscript"]) == 0
+    assert "top-1 agreement 1.0000" in capsys.readouterr().out
+    folder = run / "export"
+    assert {"model.onnx", "model.pt", "preprocessing.json", "classes.txt", "parity.json", "README.md"} <= \
+        {p.name for p in folder.iterdir()}
+    config = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]
+    spec = json.loads((folder / "preprocessing.json").read_text())
+    assert spec == json.loads(json.dumps(preprocess.spec_from_config(config)))
+    assert (folder / "classes.txt").read_text().split() == config["classes"]
+    parity = json.loads((folder / "parity.json").read_text())
+    assert set(parity) == {"onnx", "torchscript"}
+    for fmt, figures in parity.items():
+        assert figures["passed"] and figures["max_abs_diff"] <= figures["tolerance"] == export.TOLERANCE
+        assert figures["n"] == (pd.read_csv(run / "split.csv")["split"] == "test").sum()
+        assert figures["accuracy_exported"] == figures["accuracy_pytorch"]
+    # Self-contained: preprocessing.json alone prepares an image the ONNX model answers like 05 does.
+    test = predict.predict_images(run, "", torch.device("cpu"))
+    x = preprocess.load_images(test["images"].files, spec)
+    probs = export.run_exported(folder / "model.onnx", "onnx", x)
+    assert np.abs(probs - test["probs"]).max() < export.TOLERANCE
+    lines = report.render("tiny", "en")
+    assert "Exported model" in lines and f"{parity['onnx']['max_abs_diff']:.1e}" in lines
+
+
+def test_parity_above_tolerance_is_an_error_and_keeps_no_model(run, monkeypatch):  # noqa: F811
+    real = export.run_exported
+    monkeypatch.setattr(export, "run_exported", lambda *a, **k: np.clip(real(*a, **k) + 1e-3, 0, 1))
+    (run / "export" / "model.pt").unlink(missing_ok=True)
+    with pytest.raises(export.ExportError, match=r"differs from PyTorch by up to 0\.001 .*tolerance 0\.0001"):
+        export.export_run(run, "torchscript")
+    assert not (run / "export" / "model.pt").exists()
+    assert json.loads((run / "export" / "parity.json").read_text())["torchscript"]["passed"] is False
+
+
+def test_export_without_a_checkpoint_names_it(capsys):
+    assert export.main(["--run-id", "untrained", "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "best.pt not found" in err
+    assert not (paths.run_dir("untrained") / "export").exists()
