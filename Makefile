@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 KERNEL := image-study-kit
 ARGS ?=
 
-.PHONY: run test lab bench clean-venv
+.PHONY: run test lab lab-check browser bench clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,29 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m helpers.pipeline $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Jupyter refuses root unless told; containers and cloud notebooks often run as root.
+# The browser check (tests/test_lab.py) drives Debian's chromium: installed here when it is missing and we can
+# (root with apt-get, as in CI); elsewhere that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser check (tests/test_lab.py)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: the browser check will be skipped"; \
+	  else echo "chromium is not installed (that needs root and apt-get): the browser check will be skipped"; fi; }
+
+# JupyterLab on LAB_PORT (default 8888), or the next free port with a message when it is taken;
+# --allow-root where we run as root (containers). LAB_ARGS pass through to jupyter lab.
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	$(PY) scripts/lab.py --port $(LAB_PORT) -- $(LAB_ARGS)
+
+# Every notebook through JupyterLab's Run All in headless Chromium, on the committed defaults, in a fresh
+# STUDY_HOME (LAB_HOME=dir to keep it); screenshots land in <home>/runs/default/screenshots/.
+lab-check: $(STAMP) browser
+	$(PY) scripts/lab_check.py $(if $(LAB_HOME),--home $(LAB_HOME))
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
