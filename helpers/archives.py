@@ -112,8 +112,8 @@ def extract_nested(folder: Path) -> list[dict]:
         for archive in fresh:
             seen.add(archive)
             target = archive.with_name(archive_stem(archive))
-            if target.exists() and not target.is_dir():
-                continue
+            if target.exists() and (not target.is_dir() or any(target.iterdir())):
+                continue  # unpacked by an earlier run (or a file of that name is in the way)
             extract_archive(archive, target, hoist=True)
             done.append({"archive": archive.relative_to(folder).as_posix(),
                          "folder": target.relative_to(folder).as_posix()})

@@ -1,0 +1,38 @@
+"""helpers.csvlayout: CSV values find the right file; sample submissions and label maps are recognised."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from helpers import csvlayout
+from helpers.dataerror import DataError
+
+
+def test_file_index_finds_by_path_name_and_stem_and_narrows_by_folders():
+    index = csvlayout.FileIndex(["train/a/1.jpg", "train/b/1.jpg", "x/ISIC_01.JPG"])
+    assert index.find("train/a/1.jpg") == ["train/a/1.jpg"]
+    assert index.find("../input/set/train/b/1.jpg") == ["train/b/1.jpg"]
+    assert sorted(index.find("1.jpg")) == ["train/a/1.jpg", "train/b/1.jpg"]  # ambiguous: the caller refuses it
+    assert index.find("ISIC_01") == ["x/ISIC_01.JPG"] and index.find("") == [] and index.find("2.jpg") == []
+
+
+def test_sample_submissions_by_any_spelling():
+    assert all(csvlayout.is_sample_submission(n) for n in ("sample_submission.csv", "sampleSubmission.csv",
+                                                            "SampleSubmission.csv"))
+    assert not csvlayout.is_sample_submission("train.csv")
+
+
+def test_label_maps_in_either_direction(tmp_path):
+    for i, data in enumerate(({"0": "healthy", "1": "rust"}, {"healthy": 0, "rust": 1}, ["healthy", "rust"])):
+        (tmp_path / f"m{i}.json").write_text(json.dumps(data))
+        assert csvlayout.label_map_from_json(tmp_path / f"m{i}.json") == {"0": "healthy", "1": "rust"}
+    (tmp_path / "x.json").write_text(json.dumps({"a": "b"}))
+    assert csvlayout.label_map_from_json(tmp_path / "x.json") is None
+    table = pd.DataFrame({"name": ["apple", "pear"], "id": ["1", "0"]})
+    assert csvlayout._label_map_from_table(table) == {"1": "apple", "0": "pear"}
+    assert csvlayout.apply_label_map(["0", "01"], {"0": "a", "1": "b"}, "t.csv", "m.json") == ["a", "b"]
+    with pytest.raises(DataError, match=r"labels \['7'\] of t.csv are not in the label map m.json"):
+        csvlayout.apply_label_map(["7"], {"0": "a"}, "t.csv", "m.json")
