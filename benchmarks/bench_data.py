@@ -1,13 +1,20 @@
 """Data benchmark: the scan/check/hash pass and the cache build in images per second, and the training
-data loader reading the resized cache versus decoding the originals every epoch.
+data loader reading the resized cache versus decoding the originals every epoch. With --prepare: all of
+02 (layout, check, duplicates, split) on generated tiny images, its time and peak memory at each size, and
+the near-duplicate search (multi-index hashing) beside the all-pairs comparison it replaces.
 
 Usage: python benchmarks/bench_data.py [--n 10000] [--size 128] [--batch 32]
+       python benchmarks/bench_data.py --prepare 5000,50000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from helpers import data, imagecache
+from helpers import data, duplicates, imagecache
 
 
 def generate(root: Path, n: int) -> None:
@@ -60,13 +67,90 @@ def loader_ips(dataset: Dataset, batch: int, limit: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def generate_tiny(root: Path, n: int) -> None:
+    """n 16 px PNGs in 10 class folders, one in a hundred an exact copy of another (so groups exist)."""
+    def one(i: int) -> None:
+        folder = root / f"class{i % 10}"
+        if i % 100 == 99:
+            (folder / f"{i}.png").write_bytes((folder / f"{i - 10}.png").read_bytes())
+            return
+        arr = np.random.default_rng(i).integers(0, 255, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(arr).resize((16, 16), Image.Resampling.BICUBIC).save(folder / f"{i}.png")
+    for k in range(10):
+        (root / f"class{k}").mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(one, [i for i in range(n) if i % 100 != 99]))
+    for i in range(99, n, 100):
+        one(i)
+
+
+def all_pairs(hashes: list[str], max_distance: int, block: int = 256) -> int:
+    """The baseline near-duplicate search: every hash against every other (numpy, in blocks)."""
+    values = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+    found = 0
+    for lo in range(0, len(values), block):
+        dist = np.bitwise_count(values[lo:lo + block, None] ^ values[None, :])
+        found += int((dist <= max_distance).sum()) - min(block, len(values) - lo)
+    return found // 2
+
+
+def prepare_one(n: int) -> dict:
+    """02 on n generated images, in this process alone (so its peak memory is this size's own)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "images"
+        generate_tiny(root, n)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        frame, report = data.prepare_split(root)
+        seconds = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        hashes = sorted(set(frame["phash"]))
+        t0 = time.perf_counter()
+        ours = len(duplicates.near_pairs(hashes))
+        near = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        theirs = all_pairs(hashes, duplicates.NEAR_DISTANCE)
+        brute = time.perf_counter() - t0
+    return {"n": n, "seconds": seconds, "peak_mb": peak / 1024, "before_mb": base / 1024,
+            "groups": len(report["duplicate_groups"]), "near_s": near, "all_pairs_s": brute,
+            "pairs_equal": ours == theirs}
+
+
+def prepare_table(sizes: list[int]) -> None:
+    """Run prepare_one for every size in a fresh process; print time, memory and growth."""
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--prepare-one", str(n)], check=True, capture_output=True,
+                             text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"{'images':>7s} {'02 s':>7s} {'img/s':>7s} {'peak MB':>8s} {'of it 02':>8s} {'groups':>7s} "
+          f"{'near-dup s':>10s} {'all-pairs s':>11s} {'same pairs':>10s}")
+    for r in rows:
+        print(f"{r['n']:7d} {r['seconds']:7.1f} {r['n'] / r['seconds']:7.0f} {r['peak_mb']:8.0f} "
+              f"{r['peak_mb'] - r['before_mb']:8.0f} {r['groups']:7d} "
+              f"{r['near_s']:10.2f} {r['all_pairs_s']:11.2f} {str(r['pairs_equal']):>10s}")
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"{b['n'] / a['n']:.1f}x the images: 02 takes {b['seconds'] / a['seconds']:.1f}x the time, peak memory "
+              f"{b['peak_mb'] / a['peak_mb']:.1f}x; near-duplicate search {b['near_s'] / max(a['near_s'], 1e-9):.1f}x, "
+              f"all-pairs {b['all_pairs_s'] / max(a['all_pairs_s'], 1e-9):.1f}x")
+
+
 def main() -> None:
     """Generate, then time each pass and print it beside its baseline."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--prepare", help="comma-separated sizes: time and peak memory of all of 02 at each")
+    ap.add_argument("--prepare-one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.prepare_one:
+        print(json.dumps(prepare_one(args.prepare_one)))
+        return
+    if args.prepare:
+        prepare_table([int(v) for v in args.prepare.split(",")])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         t0 = time.perf_counter()

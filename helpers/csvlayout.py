@@ -97,7 +97,7 @@ class Table:
     frame: pd.DataFrame | None = None
 
 
-def _read(path: Path, nrows: int | None = None) -> pd.DataFrame:
+def read_csv(path: Path, nrows: int | None = None) -> pd.DataFrame:
     """A CSV as strings, empty cells as ''."""
     return pd.read_csv(path, dtype=str, keep_default_na=False, nrows=nrows)
 
@@ -161,7 +161,7 @@ def _choose_label_column(table: Table, label_column: str) -> None:
                                                   "the labels.")
 
 
-def _label_map_from_table(frame: pd.DataFrame) -> dict[str, str] | None:
+def label_map_from_table(frame: pd.DataFrame) -> dict[str, str] | None:
     """A two-column table of integer ids and class names, as {id: name}."""
     if frame.shape[1] != 2 or not len(frame):
         return None
@@ -198,14 +198,14 @@ def examine(paths: list[tuple[Path, str]], index: FileIndex, meaning, path_colum
         table = Table(path=path, shown=shown)
         tables.append(table)
         try:
-            sniff = _read(path, SNIFF_ROWS)
+            sniff = read_csv(path, SNIFF_ROWS)
         except (ValueError, OSError, UnicodeDecodeError) as exc:
             table.reason = f"not readable as CSV ({str(exc).splitlines()[0][:80]})"
             continue
         table.columns = [str(c) for c in sniff.columns]
         if is_sample_submission(path.name):
             table.role, table.reason = "sample submission", "a sample submission: names the test images, no labels"
-            table.frame = _read(path)
+            table.frame = read_csv(path)
             table.path_column = max(_path_scores(table.frame, index).items(), key=lambda t: t[1],
                                     default=("", 0))[0]
             continue
@@ -218,7 +218,7 @@ def examine(paths: list[tuple[Path, str]], index: FileIndex, meaning, path_colum
             scores = _path_scores(sniff, index)
         best = max(scores.values(), default=0)
         if best == 0:
-            mapping = _label_map_from_table(_read(path))
+            mapping = label_map_from_table(read_csv(path))
             if mapping:
                 table.role, table.reason = "label map", f"maps {len(mapping)} integer labels to class names"
             else:
@@ -229,13 +229,14 @@ def examine(paths: list[tuple[Path, str]], index: FileIndex, meaning, path_colum
             table.role, table.reason = "undecided", (f"{shown}: columns {tops} all name image files; "
                                                      "set path_column to the one to use.")
             continue
-        table.frame = _read(path)
+        table.frame = read_csv(path)
         table.path_column, table.matches = tops[0], best
         table.split_column = _split_column(table.frame.drop(columns=[tops[0]]), meaning)
         if group_column and group_column in table.columns:
             table.group_column = group_column
         table.role = "labels"
-        table.reason = f"its column {tops[0]!r} names image files ({best} of its first {min(SNIFF_ROWS, len(sniff))} rows)"
+        table.reason = (f"its column {tops[0]!r} names image files ({best} of its first "
+                        f"{min(SNIFF_ROWS, len(sniff))} rows)")
         if table.split_column:
             table.reason += f"; the given split from {table.split_column!r}"
         _choose_label_column(table, label_column if label_column in table.columns else "")

@@ -221,7 +221,8 @@ def _relative(rel: str, root_rel: str) -> str:
 def _outside(tree: Tree, out: Layout, folder: str) -> None:
     """Images lying beside class folders belong to no class: skipped, named."""
     for name in tree.images(folder):
-        out.skipped.append({"path": _relative(_join(folder, name), out.root_rel), "reason": "file outside any class folder"})
+        out.skipped.append({"path": _relative(_join(folder, name), out.root_rel),
+                            "reason": "file outside any class folder"})
 
 
 def _filename_items(tree: Tree, out: Layout, folder: str, given: str) -> None:
@@ -252,8 +253,7 @@ def _explain_files(tree: Tree, r: str, out: Layout, tables: list) -> None:
             out.explain(rel, "ignored", "not an image, a CSV or a label map")
 
 
-def _csv_layout(tree: Tree, out: Layout, table, tables: list, index: csvlayout.FileIndex,
-                copies: list[str]) -> None:
+def _csv_layout(out: Layout, table, tables: list, index: csvlayout.FileIndex) -> None:
     """Items from the labelling CSV; the images it does not label are listed as unlabelled, by folder."""
     out.kind = "csv"
     out.explain(table.shown, "labels", table.reason)
@@ -306,7 +306,8 @@ def _choose_table(tables: list, label_column: str, root_shown: str):
 
 def _label_maps(tree: Tree, r: str, tables: list) -> list[tuple[str, dict[str, str]]]:
     """Class-name maps the dataset ships: JSON files and two-column CSVs at the data root."""
-    maps = [(t.shown, csvlayout._label_map_from_table(csvlayout._read(t.path))) for t in tables if t.role == "label map"]
+    maps = [(t.shown, csvlayout.label_map_from_table(csvlayout.read_csv(t.path)))
+            for t in tables if t.role == "label map"]
     for name in tree.files[r]:
         if name.lower().endswith(".json"):
             mapping = csvlayout.label_map_from_json(tree.top / _join(r, name))
@@ -357,7 +358,7 @@ def detect(top: Path, layout: str = "auto", label_column: str = "", path_column:
         if group_column and group_column not in table.columns:
             raise DataError(f"group_column={group_column!r} is not a column of {table.shown}; "
                             f"its columns are {table.columns}.")
-        _csv_layout(tree, out, table, tables, index, folders.copies)
+        _csv_layout(out, table, tables, index)
     else:
         _folder_layout(tree, r, out, folders, layout, tables, skip)
     for t in tables:

@@ -32,7 +32,7 @@ def test_label_maps_in_either_direction(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"a": "b"}))
     assert csvlayout.label_map_from_json(tmp_path / "x.json") is None
     table = pd.DataFrame({"name": ["apple", "pear"], "id": ["1", "0"]})
-    assert csvlayout._label_map_from_table(table) == {"1": "apple", "0": "pear"}
+    assert csvlayout.label_map_from_table(table) == {"1": "apple", "0": "pear"}
     assert csvlayout.apply_label_map(["0", "01"], {"0": "a", "1": "b"}, "t.csv", "m.json") == ["a", "b"]
     with pytest.raises(DataError, match=r"labels \['7'\] of t.csv are not in the label map m.json"):
         csvlayout.apply_label_map(["7"], {"0": "a"}, "t.csv", "m.json")

@@ -193,3 +193,14 @@ def test_02_notebook_on_every_kaggle_shape(name, tmp_path, study_home, monkeypat
     assert all(role in text for role in roles)  # the explanation table is shown
     for folder in shape.unlabelled:
         assert folder in text
+
+
+def test_a_given_split_that_leaks_is_reported(tmp_path):
+    root = SHAPES["training_testing"].build(tmp_path / "tt")
+    leaked = root / "Testing" / "glioma" / "copy_of_train.jpg"
+    leaked.write_bytes((root / "Training" / "glioma" / "glioma_0.jpg").read_bytes())
+    frame, report = data.prepare_split(root, keep_given_split=True)
+    assert report["leaks"] == [{"paths": ["Testing/glioma/copy_of_train.jpg", "Training/glioma/glioma_0.jpg"],
+                                "labels": ["glioma"], "kind": "exact", "split": ["test", "train"]}]
+    _, resplit = data.prepare_split(root)  # re-split: the copies land together, no leak
+    assert resplit["leaks"] == [] and len(resplit["duplicate_groups"]) == 1
