@@ -116,7 +116,8 @@ def test_evaluate_run_writes_predictions_metrics_and_the_ledger_cell(tmp_path, m
     run = _trained_run(tmp_path, make_dataset)
     result = evaluate.evaluate_run(run, torch.device("cpu"))
     preds = pd.read_csv(run / "predictions.csv")
-    assert len(preds) == result["metrics"]["n_test"] == 3  # one test image per class of 8
+    split = pd.read_csv(run / "split.csv")
+    assert len(preds) == result["metrics"]["n_test"] == (split["split"] == "test").sum()
     assert pd.read_csv(run / "cycles.csv")["test_accuracy"].iloc[0] == pytest.approx(
         result["metrics"]["test_accuracy"], abs=1e-5)
     assert result["gradcam"][1].shape == (3, 32, 32)

@@ -1,0 +1,89 @@
+"""Choose the default training recipe on VALIDATION accuracy only: every candidate over several seeds.
+
+Each seed is one split of the committed sample (02's `seed`) and one training seed; the figure per run is the
+cycle's best validation accuracy, the figure 03 selects checkpoints by. The test split is never read.
+
+Usage: python benchmarks/choose_defaults.py [--seeds 1 2 3] [--candidates 64:5:7 80:5:7] [--out results.csv]
+       a candidate is image_size:head_epochs:epochs; runs go seed by seed so a partial run covers every candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from helpers import data, imagecache, train
+from helpers.devices import resolve_device
+
+
+def split_arrays(frame, classes: list[str], split: str, size: int, cache: Path):
+    """Cached images and labels of one split, in a private cache folder."""
+    part = frame[frame["split"] == split]
+    images = imagecache.build_cache(part["file"].tolist(), part["sha256"].tolist(), size, cache)
+    return images, [classes.index(c) for c in part["label"]]
+
+
+def one_run(root: Path, seed: int, size: int, head_epochs: int, epochs: int, device: torch.device,
+            arch: str, work: Path) -> dict:
+    """Train one cycle of the default recipe on one seed's split; return its best validation accuracy."""
+    frame, report = data.prepare_split(root, seed=seed)
+    frame["file"] = [str(Path(report["root"]) / p) for p in frame["path"]]
+    classes = report["classes"]
+    cfg = train.TrainConfig(arch=arch, classes=classes, image_size=size, head_epochs=head_epochs, epochs=epochs,
+                            seed=seed, device=str(device))
+    run_dir = work / f"run-{size}-{head_epochs}-{epochs}-{seed}"
+    t0 = time.perf_counter()
+    row = train.run_cycle(cfg, run_dir, *split_arrays(frame, classes, "train", size, work / "cache"),
+                          *split_arrays(frame, classes, "val", size, work / "cache"), device, progress=False)
+    return {"image_size": size, "head_epochs": head_epochs, "epochs": epochs, "seed": seed,
+            "best_val_accuracy": float(row["best_val_accuracy"]), "best_epoch": row["best_epoch"],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> None:
+    """Run every candidate on every seed, print each run as it ends, then mean ± sd per candidate."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--candidates", nargs="+", default=["64:5:7", "80:5:7"])
+    ap.add_argument("--arch", default="efficientnet-lite0")
+    ap.add_argument("--dataset", default="sample")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, help="also append every run to this CSV")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    root = data.resolve_dataset(args.dataset)
+    candidates = [tuple(int(v) for v in c.split(":")) for c in args.candidates]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for size, head_epochs, epochs in candidates:
+                r = one_run(root, seed, size, head_epochs, epochs, device, args.arch, Path(tmp))
+                rows.append(r)
+                print(f"{size}px {head_epochs}+{epochs} epochs seed {seed}: best val accuracy "
+                      f"{r['best_val_accuracy']:.4f} (epoch {r['best_epoch']}), {r['seconds']:.0f} s", flush=True)
+                if args.out:
+                    new = not args.out.exists()
+                    with args.out.open("a", newline="") as f:
+                        w = csv.DictWriter(f, fieldnames=list(r))
+                        if new:
+                            w.writeheader()
+                        w.writerow(r)
+    print(f"\n{args.arch} on {args.dataset}, device {device}; best validation accuracy per candidate "
+          "(test never read)")
+    print(f"{'candidate':>16s} {'seeds':>5s} {'mean':>7s} {'sd':>7s} {'min':>7s} {'max':>7s} {'s/run':>7s}")
+    for size, head_epochs, epochs in candidates:
+        mine = [r for r in rows if (r["image_size"], r["head_epochs"], r["epochs"]) == (size, head_epochs, epochs)]
+        acc = [r["best_val_accuracy"] for r in mine]
+        sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        print(f"{f'{size}px {head_epochs}+{epochs}':>16s} {len(acc):5d} {statistics.mean(acc):7.4f} {sd:7.4f} "
+              f"{min(acc):7.4f} {max(acc):7.4f} {statistics.mean(r['seconds'] for r in mine):7.0f}")
+
+
+if __name__ == "__main__":
+    main()
