@@ -218,9 +218,27 @@ def sample_grid(frame: pd.DataFrame, report: dict, per_class: int = 6, seed: int
     return images, titles
 
 
+DATA_PARAMETERS = ("layout", "label_column", "path_column", "group_column", "keep_given_split")
+
+
+def _runner_data_parameters(run_dir: Path) -> dict:
+    """02's parameters as the runner was given them (params.json), so that 01's early split equals 02's."""
+    from .io import read_json
+    from .params import coerce
+    recorded = run_dir / "params.json"
+    given = read_json(recorded).get("notebooks", {}).get("pipeline", {}).get("parameters", {}) \
+        if recorded.exists() else {}
+    out = {k: coerce(k, given[k]) for k in DATA_PARAMETERS if k in given}
+    if "val_ratio" in given or "test_ratio" in given:
+        val = coerce("val_ratio", given.get("val_ratio", 0.15))
+        test = coerce("test_ratio", given.get("test_ratio", 0.15))
+        out["ratios"] = (1 - val - test, val, test)
+    return out
+
+
 def split_for(run_dir: Path, dataset: str, seed: int) -> tuple[pd.DataFrame, dict]:
-    """The run's split (made by 02), or the default 70/15/15 split of `dataset`, saved for 02 to confirm."""
+    """The run's split (made by 02), or the split 02 will make of `dataset`, saved for 02 to confirm."""
     if not (run_dir / "split.csv").exists():
-        frame, report = prepare_split(resolve_dataset(dataset), seed)
+        frame, report = prepare_split(resolve_dataset(dataset), seed, **_runner_data_parameters(run_dir))
         save_split(run_dir, frame, report)
     return load_split(run_dir)

@@ -204,3 +204,13 @@ def test_a_given_split_that_leaks_is_reported(tmp_path):
                                 "labels": ["glioma"], "kind": "exact", "split": ["test", "train"]}]
     _, resplit = data.prepare_split(root)  # re-split: the copies land together, no leak
     assert resplit["leaks"] == [] and len(resplit["duplicate_groups"]) == 1
+
+
+def test_01s_early_split_uses_02s_parameters_given_to_the_runner(tmp_path):
+    root = SHAPES["metadata_groups"].build(tmp_path / "ham")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "params.json").write_text(json.dumps({"notebooks": {"pipeline": {"parameters": {
+        "group_column": "lesion_id", "test_ratio": "0.2"}}}}))
+    _, report = data.split_for(run, str(root), 42)
+    assert report["groups"]["column"] == "lesion_id" and report["ratios"] == pytest.approx([0.65, 0.15, 0.2])
