@@ -128,6 +128,8 @@ def _from_csv(csv_path: Path, source: str, classes: list[str]) -> ImageSet:
         files.append(f)
         shown.append(value)
         labels.append(str(table[label_col].iloc[i]).strip() if label_col else "")
+    if not label_col:  # no label column: class folders in the listed paths may still name them
+        labels = folder_labels(shown, classes)
     return _from_files(source, csv_path.stem, csv_path.parent, files, classes, labels, shown, skipped)
 
 
