@@ -20,7 +20,7 @@ TEXT = {
                     "задержка — батч 1, медиана; пропускная способность — изображений в секунду.",
         "claims": "Проверка цитируемых утверждений", "no_research": "Исследование не запускалось (нет research.csv).",
         "source": "Источник", "layout": "Структура", "images": "Изображений", "classes": "Классов",
-        "split": "Разделение на выборки (тренировка/валидация/тест)", "seed": "seed",
+        "split": "Разделение на выборки (тренировка/валидация/тест)", "seed": "зерно генератора",
         "skipped": "Пропущено файлов", "dups": "Групп дубликатов (каждая целиком в одной выборке)",
         "conflicts": "из них с противоречащими метками",
         "class": "Класс", "train": "тренировка", "val": "валидация", "test": "тест", "total": "всего",
@@ -51,6 +51,9 @@ TEXT = {
         "per_class_head": ["Класс", "Точность (precision)", "Полнота (recall)", "F1", "Изображений в тесте"],
         "confused_head": ["Истинный класс", "Предсказанный класс", "Изображений"],
         "skipped_head": ["Файл", "Причина"],
+        "values": {"all": "все", "cosine": "косинусное с разогревом", "onecycle": "one-cycle", "none": "нет",
+                   "flip": "отражение по горизонтали",
+                   "crop": "отражение и случайное кадрирование"},
         "layouts": {"class_folders": "папки по классам", "presplit": "готовые папки train/val/test",
                     "csv": "таблица CSV с метками", "filenames": "метки в именах файлов"},
     },
@@ -116,6 +119,11 @@ def _figure(lines: list[str], figures: dict[str, Path], name: str, caption: str)
     """Append a markdown image link when the figure exists."""
     if name in figures:
         lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
+
+
+def _word(t: dict, value) -> str:
+    """A parameter value as the report's language says it (the value itself where it has no translation)."""
+    return t.get("values", {}).get(str(value), str(value))
 
 
 def cycles_table(cycles: pd.DataFrame, t: dict) -> pd.DataFrame:
@@ -187,9 +195,9 @@ def render(run_id: str, lang: str = "ru") -> str:
         if rec:
             lines.append(f"- {t['recipe']}: " + t["recipe_text"].format(
                 head=rec.get("head_epochs"), lr=rec.get("lr"), scale=rec.get("backbone_lr_scale"),
-                unfreeze=rec.get("unfreeze", "all"), schedule=rec.get("schedule", "cosine"),
+                unfreeze=_word(t, rec.get("unfreeze", "all")), schedule=_word(t, rec.get("schedule", "cosine")),
                 ls=rec.get("label_smoothing"), bn=t["bn_frozen"] if rec.get("freeze_bn") else t["bn_train"],
-                aug=rec.get("augment")))
+                aug=_word(t, rec.get("augment"))))
         lines.append("")
         for _, c in cycles.iterrows():
             val = pct(c["best_val_accuracy"]) if pd.notna(c["best_val_accuracy"]) else "—"
