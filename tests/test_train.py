@@ -198,3 +198,147 @@ def test_interrupted_cycle_rerun_with_other_parameters_still_gets_its_row(tmp_pa
     cycles = pd.read_csv(tmp_path / "cycles.csv")
     assert cycles["cycle"].tolist() == [1, 2] and cycles["epochs"].tolist() == [1, 1]
     assert cycles["note"].iloc[0].startswith("interrupted after 1 epoch(s) and not resumed")
+
+
+def _scripted_validation(monkeypatch, accuracies):
+    """Make every validation return the next accuracy of `accuracies`: which model is kept is then certain."""
+    it = iter(accuracies)
+    monkeypatch.setattr(train, "_validate", lambda c, images, labels: (1.0, next(it)))
+
+
+def _ckpt(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_a_worse_cycle_never_replaces_the_runs_best(tmp_path, monkeypatch):
+    x, y = _data()
+    head_only = dict(epochs=0, head_epochs=2)  # the head on cached features: the cheapest real cycle
+    _scripted_validation(monkeypatch, [0.5, 0.8, 0.6, 0.7, 0.9, 0.85])
+    train.run_cycle(_config(**head_only), tmp_path, x, y, x, y, DEVICE, progress=False)
+    train.run_cycle(_config(**head_only, init="best", lr=0.5), tmp_path, x, y, x, y, DEVICE, progress=False)
+    ckpts = tmp_path / "checkpoints"
+    best = _ckpt(ckpts / "best.pt")
+    assert (best["cycle"], best["epoch"], best["val_accuracy"]) == (1, 2, 0.8)  # cycle 2's best was 0.7
+    assert _ckpt(ckpts / "cycle-2" / "best.pt")["val_accuracy"] == 0.7
+    for k, v in _ckpt(ckpts / "cycle-1" / "best.pt")["model"].items():
+        assert torch.equal(v, best["model"][k])
+    train.run_cycle(_config(**head_only, init="cycle:2"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert (_ckpt(ckpts / "best.pt")["cycle"], _ckpt(ckpts / "best.pt")["val_accuracy"]) == (3, 0.9)
+    cycles = pd.read_csv(tmp_path / "cycles.csv")
+    assert cycles["init_from"].fillna(0).astype(int).tolist() == [0, 1, 2]
+    assert cycles["best_val_accuracy"].tolist() == [0.8, 0.7, 0.9]
+    assert list(cycles.columns[:12]) == train.CYCLE_COLUMNS[:12] and cycles.columns[-1] == "init_from"
+
+
+def test_init_names_the_checkpoint_a_cycle_starts_from(tmp_path, monkeypatch):
+    x, y = _data()
+    _scripted_validation(monkeypatch, [0.9, 0.4])
+    for _ in range(2):
+        train.run_cycle(_config(epochs=0, head_epochs=1, init="best" if _ else "weights"), tmp_path, x, y, x, y,
+                        DEVICE, progress=False)
+    # epochs=0: the cycle trains nothing, so its last.pt is exactly the model it started from
+    train.run_cycle(_config(epochs=0, head_epochs=0, init="cycle:2"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    start = _ckpt(tmp_path / "checkpoints" / "cycle-3" / "last.pt")["model"]
+    for k, v in _ckpt(tmp_path / "checkpoints" / "cycle-2" / "best.pt")["model"].items():
+        assert torch.equal(v, start[k])
+    train.run_cycle(_config(epochs=0, head_epochs=0, init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    start = _ckpt(tmp_path / "checkpoints" / "cycle-4" / "last.pt")["model"]
+    for k, v in _ckpt(tmp_path / "checkpoints" / "cycle-1" / "best.pt")["model"].items():
+        assert torch.equal(v, start[k])  # best = cycle 1 (0.9), not the newer cycle 2 (0.4)
+    assert pd.read_csv(tmp_path / "cycles.csv")["init_from"].fillna(0).astype(int).tolist() == [0, 1, 2, 1]
+
+
+def test_continuation_may_change_batch_size_lr_and_epochs(tmp_path, monkeypatch):
+    x, y = _data()
+    train.run_cycle(_config(epochs=1, head_epochs=0, batch_size=8), tmp_path, x, y, x, y, DEVICE, progress=False)
+    loaded = {}
+    real = train.load_weights
+
+    def spy(model, arch, state, source):
+        loaded["state"] = state
+        return real(model, arch, state, source)
+    monkeypatch.setattr(train, "load_weights", spy)
+    row = train.run_cycle(_config(epochs=2, head_epochs=0, batch_size=16, lr=1e-3, init="best"), tmp_path,
+                          x, y, x, y, DEVICE, progress=False)
+    assert (row["cycle"], row["batch_size"], row["epochs"], row["lr"], row["init_from"]) == (2, 16, 2, 1e-3, 1)
+    best1 = _ckpt(tmp_path / "checkpoints" / "cycle-1" / "best.pt")["model"]
+    assert all(torch.equal(best1[k], loaded["state"][k]) for k in best1)  # started from cycle 1's best
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["cycle"].tolist() == [1, 2, 2]
+
+
+def test_keep_last_prunes_older_cycles_last_but_never_a_best(tmp_path):
+    x, y = _data()
+    for n in range(3):
+        train.run_cycle(_config(epochs=0, head_epochs=1, init="weights" if n == 0 else "last", keep_last=1),
+                        tmp_path, x, y, x, y, DEVICE, progress=False)
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(str(p.relative_to(ckpts)) for p in ckpts.rglob("*.pt")) == [
+        "best.pt", "cycle-1/best.pt", "cycle-2/best.pt", "cycle-3/best.pt", "cycle-3/last.pt", "last.pt"]
+
+
+def test_kill_between_last_checkpoint_and_ledger_row_still_yields_the_row(tmp_path, monkeypatch):
+    from helpers import ledger
+    x, y = _data()
+    real = ledger.append_cycle
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ledger, "append_cycle", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_cycle(_config(epochs=0, head_epochs=1), tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert not (tmp_path / "cycles.csv").exists() and _ckpt(tmp_path / "checkpoints" / "last.pt")["finished"]
+    monkeypatch.setattr(ledger, "append_cycle", real)
+    train.run_cycle(_config(epochs=0, head_epochs=1, init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    cycles = pd.read_csv(tmp_path / "cycles.csv")
+    assert cycles["cycle"].tolist() == [1, 2] and cycles["head_epochs"].tolist() == [1, 1]
+    assert (tmp_path / "checkpoints" / "cycle-1" / "last.pt").exists()
+
+
+def test_bad_init_is_refused_before_anything_is_written(tmp_path):
+    x, y = _data()
+    with pytest.raises(train.CheckpointError, match=r"best.pt not found: this run has no such checkpoint yet"):
+        train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    for _ in range(3):
+        train.run_cycle(_config(epochs=0, head_epochs=1, init="last" if _ else "weights"), tmp_path, x, y, x, y,
+                        DEVICE, progress=False)
+    before = (tmp_path / "cycles.csv").read_text()
+    with pytest.raises(train.CheckpointError, match=r"cycle 7: .*cycle-7/best.pt not found; this run's cycles "
+                                                    r"with a checkpoint are 1, 2, 3"):
+        train.run_cycle(_config(init="cycle:7"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    with pytest.raises(TrainError, match=r"init=cycle:2: .*cycle-2/best.pt holds arch mobilenet_v3_small, "
+                                         r"not efficientnet-lite0"):
+        train.run_cycle(_config(arch="efficientnet-lite0", init="cycle:2"), tmp_path, x, y, x, y, DEVICE,
+                        progress=False)
+    with pytest.raises(TrainError, match=r"init=cycle:2: .*classes \['a', 'b', 'c'\] differ"):
+        train.run_cycle(_config(classes=["a", "b", "z"], init="cycle:2"), tmp_path, x, y, x, y, DEVICE,
+                        progress=False)
+    best = tmp_path / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])  # truncated, as by a full disk
+    with pytest.raises(train.CheckpointError, match=rf"{best} is unreadable .*truncated or corrupt"):
+        train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
+    assert (tmp_path / "cycles.csv").read_text() == before
+    assert _ckpt(tmp_path / "checkpoints" / "cycle-2" / "best.pt")["cycle"] == 2  # the others are intact
+
+
+def test_deterministic_sets_the_cuda_switches(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        train.seed_everything(0, deterministic=True)
+        import os
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+
+
+def test_config_from_takes_every_training_parameter_by_name():
+    from types import SimpleNamespace
+    ctx = SimpleNamespace(arch="mobilenet_v3_small", batch_size=16, epochs=3, lr=0.01, init="cycle:2",
+                          keep_last=1, device=torch.device("cpu"), unfreeze="all", run_id="x", lang="en")
+    cfg = train.config_from(ctx, ["a", "b"], 48)
+    assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.init, cfg.keep_last, cfg.device) == (16, 3, 0.01, "cycle:2", 1,
+                                                                                         "cpu")
+    assert cfg.classes == ["a", "b"] and cfg.image_size == 48 and cfg.head_epochs == 5  # absent: the default
