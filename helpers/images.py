@@ -14,6 +14,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .progress import bar as progress_bar
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION = 0x0112  # the EXIF tag that says how the camera was held
 
@@ -105,6 +107,5 @@ def check_images(files: Iterable[Path], workers: int | None = None, progress: bo
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(check_image, files, chunksize=32)
         if progress:
-            from tqdm.auto import tqdm
-            results = tqdm(results, total=len(files), desc="check images", mininterval=1.0)
+            results = progress_bar(results, total=len(files), desc="check images", unit="images")
         return list(results)
