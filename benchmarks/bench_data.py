@@ -94,45 +94,43 @@ def all_pairs(hashes: list[str], max_distance: int, block: int = 256) -> int:
     return found // 2
 
 
-def prepare_one(n: int) -> dict:
-    """02 on n generated images, in this process alone (so its peak memory is this size's own)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "images"
-        generate_tiny(root, n)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t0 = time.perf_counter()
-        frame, report = data.prepare_split(root)
-        seconds = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        hashes = sorted(set(frame["phash"]))
-        t0 = time.perf_counter()
-        ours = len(duplicates.near_pairs(hashes))
-        near = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        theirs = all_pairs(hashes, duplicates.NEAR_DISTANCE)
-        brute = time.perf_counter() - t0
-    return {"n": n, "seconds": seconds, "peak_mb": peak / 1024, "before_mb": base / 1024,
-            "groups": len(report["duplicate_groups"]), "near_s": near, "all_pairs_s": brute,
-            "pairs_equal": ours == theirs}
+def prepare_one(root: Path) -> dict:
+    """02 on a generated folder, in a process of its own: its peak memory over the start is 02's."""
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    frame, report = data.prepare_split(root)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hashes = sorted(set(frame["phash"]))
+    t0 = time.perf_counter()
+    ours = len(duplicates.near_pairs(hashes))
+    near = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    theirs = all_pairs(hashes, duplicates.NEAR_DISTANCE)
+    brute = time.perf_counter() - t0
+    return {"n": len(frame), "seconds": seconds, "peak_mb": (peak - base) / 1024,
+            "groups": len(report["duplicate_groups"]), "near_s": near, "all_pairs_s": brute, "pairs_equal": ours == theirs}
 
 
 def prepare_table(sizes: list[int]) -> None:
-    """Run prepare_one for every size in a fresh process; print time, memory and growth."""
+    """Generate each size, run prepare_one on it in a fresh process; print time, memory and growth."""
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--prepare-one", str(n)], check=True, capture_output=True,
-                             text=True).stdout
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_tiny(Path(tmp), n)
+            out = subprocess.run([sys.executable, __file__, "--prepare-one", tmp], check=True, capture_output=True,
+                                 text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"{'images':>7s} {'02 s':>7s} {'img/s':>7s} {'peak MB':>8s} {'of it 02':>8s} {'groups':>7s} "
+    print(f"{'images':>7s} {'02 s':>7s} {'img/s':>7s} {'02 peak MB':>10s} {'groups':>7s} "
           f"{'near-dup s':>10s} {'all-pairs s':>11s} {'same pairs':>10s}")
     for r in rows:
-        print(f"{r['n']:7d} {r['seconds']:7.1f} {r['n'] / r['seconds']:7.0f} {r['peak_mb']:8.0f} "
-              f"{r['peak_mb'] - r['before_mb']:8.0f} {r['groups']:7d} "
+        print(f"{r['n']:7d} {r['seconds']:7.1f} {r['n'] / r['seconds']:7.0f} {r['peak_mb']:10.0f} {r['groups']:7d} "
               f"{r['near_s']:10.2f} {r['all_pairs_s']:11.2f} {str(r['pairs_equal']):>10s}")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        print(f"{b['n'] / a['n']:.1f}x the images: 02 takes {b['seconds'] / a['seconds']:.1f}x the time, peak memory "
-              f"{b['peak_mb'] / a['peak_mb']:.1f}x; near-duplicate search {b['near_s'] / max(a['near_s'], 1e-9):.1f}x, "
+        print(f"{b['n'] / a['n']:.1f}x the images: 02 takes {b['seconds'] / a['seconds']:.1f}x the time and "
+              f"{b['peak_mb'] / max(a['peak_mb'], 1):.1f}x the memory; near-duplicate search "
+              f"{b['near_s'] / max(a['near_s'], 1e-9):.1f}x, "
               f"all-pairs {b['all_pairs_s'] / max(a['all_pairs_s'], 1e-9):.1f}x")
 
 
@@ -143,10 +141,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--prepare", help="comma-separated sizes: time and peak memory of all of 02 at each")
-    ap.add_argument("--prepare-one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--prepare-one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.prepare_one:
-        print(json.dumps(prepare_one(args.prepare_one)))
+        print(json.dumps(prepare_one(Path(args.prepare_one))))
         return
     if args.prepare:
         prepare_table([int(v) for v in args.prepare.split(",")])

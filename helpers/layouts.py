@@ -102,7 +102,7 @@ class Tree:
         for d in self.dirs[rel]:
             inner = set(self.dirs[_join(rel, d)]) | set(self.files[_join(rel, d)])
             others = here - {d}
-            if inner and ((d.lower() == name and inner & others) or inner == others):
+            if inner and ((d.lower() == name and inner & others) or (len(others) >= 2 and inner == others)):
                 out.append(_join(rel, d))
         return out
 

@@ -176,3 +176,13 @@ def test_nested_archive_with_an_escaping_member_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"archive member '../../escape.txt' of train.zip would be written outside"):
         data.resolve_dataset(str(outer))
     assert not list(tmp_path.rglob("escape.txt"))
+
+
+def test_two_labelling_csvs_are_listed_not_guessed(tmp_path):
+    root = _csv_set(tmp_path / "ds", "file,label", [f"a{i},{'xy'[i % 2]}" for i in range(6)])
+    (root / "more_labels.csv").write_text("file,category\n" + "".join(f"a{i},{'pq'[i % 2]}\n" for i in range(6)))
+    with pytest.raises(DataError, match=r"several CSVs under .* label the images: labels.csv \(labels in 'label'\), "
+                                        r"more_labels.csv \(labels in 'category'\); set label_column"):
+        data.prepare_split(root)
+    _, report = data.prepare_split(root, label_column="category")
+    assert report["classes"] == ["p", "q"]
