@@ -137,3 +137,70 @@ def test_evaluate_run_refuses_missing_checkpoint_and_other_classes(tmp_path, mak
     with pytest.raises(EvaluationError, match=r"checkpoint's classes \['cat', 'dog', 'fox'\] disagree"):
         evaluate.evaluate_run(run, torch.device("cpu"))
     assert not (run / "predictions.csv").exists() and not (run / "metrics.json").exists()
+
+
+def _two_cycle_run(tmp_path, make_dataset):
+    """A run with two cheap cycles (head only, on cached features) and its split."""
+    import torch
+
+    from helpers import data, imagecache, train
+    run = tmp_path / "run"
+    frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
+    classes = report["classes"]
+    arrays = (*imagecache.split_arrays(frame, classes, "train", 32), *imagecache.split_arrays(frame, classes, "val", 32))
+    for init, lr in (("weights", 3e-3), ("best", 0.3)):
+        cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=classes, image_size=32, batch_size=8, epochs=0,
+                                head_epochs=2, weights="none", init=init, lr=lr)
+        train.run_cycle(cfg, run, *arrays, torch.device("cpu"), progress=False)
+    return run
+
+
+def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tmp_path, make_dataset, monkeypatch):
+    import torch
+
+    from helpers import io, stats
+    from helpers.checkpoints import CheckpointError
+    cpu = torch.device("cpu")
+    run = _two_cycle_run(tmp_path, make_dataset)
+    best_cycle = int(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["cycle"])
+    other = 3 - best_cycle
+    first = evaluate.evaluate_run(run, cpu)["metrics"]
+    assert (first["cycle"], first["selected_by"]) == (best_cycle, "validation")
+    assert first["selection"]["checkpoint"] == "checkpoints/best.pt" and first["paired_comparison"] is None
+    assert first["macro_f1_ci95"][0] <= first["macro_f1"] <= first["macro_f1_ci95"][1]
+    cal = first["calibration"]
+    assert cal["applied"] == (cal["val_ece_after"] < cal["val_ece_before"])
+    second = evaluate.evaluate_run(run, cpu, cycle=other, tta="flip")["metrics"]
+    assert (second["cycle"], second["selected_by"]) == (other, f"parameter cycle={other}")
+    assert second["selection"]["run_best_cycle"] == best_cycle and second["tta"]["mode"] == "flip"
+    assert {"val_accuracy", "val_accuracy_without", "test_accuracy", "test_accuracy_without"} <= set(second["tta"])
+    pc = second["paired_comparison"]
+    mine, prev = (pd.read_csv(run / "evaluations" / f"cycle-{c}.csv") for c in (other, best_cycle))
+    a, b = (mine["pred"] == mine["label"]).to_numpy(), (prev["pred"] == prev["label"]).to_numpy()
+    assert pc["other_cycle"] == best_cycle and pc["mcnemar"] == stats.mcnemar_exact(a, b)
+    assert pc["difference"] == pytest.approx(second["test_accuracy"] - first["test_accuracy"])
+    overview = evaluate.cycles_overview(run).set_index("cycle")
+    assert overview.loc[other, "role"] == "evaluated" and overview.loc[best_cycle, "role"] == "not used for selection"
+    assert bool(overview.loc[best_cycle, "selected"]) and not bool(overview.loc[other, "selected"])
+    assert not evaluate.evaluation_summary(second).empty
+
+    # A failure while writing leaves the previous evaluation whole; a missing cycle is refused by name.
+    before = {f: (run / f).read_bytes() for f in ("predictions.csv", "metrics.json", "cycles.csv")}
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        evaluate.evaluate_run(run, cpu)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=r"cycle 7: .* this run's cycles with a checkpoint are 1, 2"):
+        evaluate.evaluate_run(run, cpu, cycle=7)
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+    # A truncated best.pt is named; every cycle's own checkpoint still evaluates.
+    best = run / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=rf"{best} is unreadable"):
+        evaluate.evaluate_run(run, cpu)
+    assert evaluate.evaluate_run(run, cpu, cycle=best_cycle)["metrics"]["cycle"] == best_cycle
+    assert io.read_json(run / "metrics.json")["cycle"] == best_cycle
