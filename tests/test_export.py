@@ -25,7 +25,7 @@ def test_every_arch_exports_with_parity(arch, tmp_path):
     net = export.exportable(model, norm)
     if arch == "efficientnet-lite0":  # its ReLU6 must survive: set_swish would have put Swish back
         assert not [m for m in net.modules() if type(m).__name__ in ("Swish", "MemoryEfficientSwish")]
-    formats = ["onnx", "torchscript"] if arch in ("efficientnet-b0", "mobilenet_v3_small") else ["onnx"]
+    formats = ["onnx", "torchscript"] if arch == "efficientnet-b0" else ["onnx"]  # TorchScript of Lite0: below
     for fmt in formats:
         path = tmp_path / export.FORMATS[fmt]
         export.write_model(net, fmt, path, 32)

@@ -21,7 +21,7 @@ CLASSES = ["cat", "dog", "fox"]
 
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory):
-    """A STUDY_HOME holding run 'tiny': Lite0 (ImageNet weights, 32 px) trained one head and one full epoch."""
+    """A STUDY_HOME holding run 'tiny': Lite0 (ImageNet weights, 32 px) with a head trained for one epoch."""
     home = tmp_path_factory.mktemp("home")
     ds = tmp_path_factory.mktemp("ds")
     for k, c in enumerate(CLASSES):
@@ -32,7 +32,7 @@ def trained_home(tmp_path_factory):
         run = paths.run_dir("tiny")
         frame, report = data.split_for(run, str(ds), 42)
         cfg = train.TrainConfig(arch="efficientnet-lite0", classes=report["classes"], image_size=32, batch_size=8,
-                                epochs=1, head_epochs=1, weights="imagenet")
+                                epochs=0, head_epochs=1, weights="imagenet")
         train.run_cycle(cfg, run, *imagecache.split_arrays(frame, cfg.classes, "train", 32),
                         *imagecache.split_arrays(frame, cfg.classes, "val", 32), torch.device("cpu"), progress=False)
     return home
