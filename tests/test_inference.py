@@ -1,0 +1,40 @@
+"""helpers.inference: TTA views and probabilities, and a trained model loaded back from its checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import inference
+from helpers.models import build_model
+
+
+def test_tta_views_and_probabilities():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8)
+    assert len(inference.tta_views(x, "none")) == 1
+    flip = inference.tta_views(x, "flip")
+    assert len(flip) == 2 and torch.equal(flip[1], x.flip(-1))
+    crops = inference.tta_views(x, "flip+crops")
+    assert len(crops) == 6 and all(v.shape == x.shape for v in crops)
+    with pytest.raises(ValueError, match="tta='mirror'"):
+        inference.tta_views(x, "mirror")
+    model = build_model("mobilenet_v3_small", 3, "none")
+    norm = inference.normalizer_for("mobilenet_v3_small")
+    images = np.random.default_rng(0).integers(0, 255, (5, 3, 32, 32), dtype=np.uint8)
+    for tta in inference.TTA_CHOICES:
+        p = inference.predict_proba(model, norm, images, torch.device("cpu"), batch_size=2, tta=tta)
+        assert p.shape == (5, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_load_trained_returns_model_normalizer_and_config(tmp_path):
+    from helpers import checkpoints
+    model = build_model("mobilenet_v3_small", 2, "none")
+    path = tmp_path / "best.pt"
+    checkpoints.save(path, {"config": {"arch": "mobilenet_v3_small", "classes": ["a", "b"], "image_size": 32},
+                            "cycle": 3, "epoch": 2, "val_accuracy": 0.75, "model": checkpoints.model_state(model)})
+    loaded, norm, cfg = inference.load_trained(path, torch.device("cpu"))
+    assert (cfg["cycle"], cfg["epoch"], cfg["val_accuracy"], cfg["classes"]) == (3, 2, 0.75, ["a", "b"])
+    images = np.zeros((1, 3, 32, 32), np.uint8)
+    np.testing.assert_allclose(inference.predict_proba(loaded, norm, images, torch.device("cpu")),
+                               inference.predict_proba(model, norm, images, torch.device("cpu")), atol=1e-6)
