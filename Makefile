@@ -47,6 +47,7 @@ lab-check: $(STAMP) browser
 bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_loader.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -56,9 +56,9 @@ def run(run_id: str, params: dict[str, Any]) -> dict:
         config = train.config_from(SimpleNamespace(**{**params, "device": device}), report["classes"], size)
         if distributed.is_main():
             runinfo.record(run_id, NOTEBOOK, params, device=str(device), devices=str(distributed.world_size()))
-        main = distributed.local_rank() == 0
+        main = distributed.is_main()
         arrays = {}
-        for turn in (True, False):  # each machine's first rank builds the cache; the others then read it
+        for turn in (True, False):  # rank 0 builds the cache (shared by every node); the others then read it
             if main == turn:
                 for split in ("train", "val"):
                     arrays[split] = imagecache.split_arrays(frame, report["classes"], split, size,
