@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, paths
-from .research import claim_checks, qualitative_table, readable
+from .research import alignments, claim_checks, qualitative_table, readable
 
 TEXT = {
     "ru": {
@@ -154,8 +154,9 @@ def render(run_id: str, lang: str = "ru") -> str:
     lines += [f"## {t['s1']}", "", qualitative_table(lang).to_markdown(index=False), ""]
     research = _read(run_dir, "research.csv")
     if research is not None and len(research):
+        study_table = readable(research, lang)
         lines += [t["measured"].format(device=research["device"].iloc[0], size=int(research["image_size"].iloc[0])), "",
-                  readable(research, lang).to_markdown(index=False, disable_numparse=True), ""]
+                  study_table.to_markdown(index=False, disable_numparse=True, colalign=alignments(study_table)), ""]
         checks = claim_checks(research, lang)
         if len(checks):
             lines += [f"**{t['claims']}**", "", checks.to_markdown(index=False), ""]

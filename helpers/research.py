@@ -195,6 +195,8 @@ def _number(value, decimals: int) -> str:
     """A figure rounded for reading, with a thin space between thousands; a dash when missing."""
     if value is None or pd.isna(value):
         return "—"
+    if decimals == 0 and abs(float(value)) < 10:
+        decimals = 1  # 0.8 and 1.2 images/s must not both read "1"
     return f"{float(value):,.{decimals}f}".replace(",", "\u202f")
 
 
@@ -228,6 +230,12 @@ def readable(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
                                            "нет весов ImageNet на этой машине" if lang == "ru" else v))
         out[COLUMN_TITLES[col][k]] = values
     return out.reset_index(drop=True)
+
+
+def alignments(frame: pd.DataFrame) -> list[str]:
+    """Markdown column alignment for a `readable` table: figures right, words left."""
+    words = {COLUMN_TITLES[c][k] for c in ("arch", "family", "source", "bakeoff_note") for k in (0, 1)}
+    return ["left" if c in words else "right" for c in frame.columns]
 
 
 def claim_checks(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
