@@ -342,3 +342,36 @@ def test_config_from_takes_every_training_parameter_by_name():
     assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.init, cfg.keep_last, cfg.device) == (16, 3, 0.01, "cycle:2", 1,
                                                                                          "cpu")
     assert cfg.classes == ["a", "b"] and cfg.image_size == 48 and cfg.head_epochs == 5  # absent: the default
+
+
+def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
+    """Through papermill: a worse second cycle (init=best, far too high lr) leaves best.pt as it was; 04 cycle=2."""
+    import hashlib
+    import json
+
+    import papermill
+
+    from helpers import data, paths, pipeline
+    run = paths.run_dir("cycles")
+    data.split_for(run, str(make_dataset(per_class=8)), 42)
+    common = {"run_id": "cycles", "arch": "efficientnet-lite0", "image_size": 32, "batch_size": 8, "epochs": 0,
+              "head_epochs": 2, "weights": "imagenet", "device": "cpu"}
+
+    def notebook(name, **params):
+        papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(run / f"{name}-out.ipynb"),
+                                   parameters=params, cwd=str(paths.NOTEBOOKS_DIR),
+                                   kernel_name=pipeline._kernel_name(), progress_bar=False)
+    notebook("03_train", **{**common, "head_epochs": 10, "lr": 0.02})  # a good first cycle
+    best = run / "checkpoints" / "best.pt"
+    digest = hashlib.sha256(best.read_bytes()).hexdigest()
+    notebook("03_train", **{**common, "init": "best", "lr": 50.0})
+    cycles = pd.read_csv(run / "cycles.csv")
+    assert cycles["cycle"].tolist() == [1, 2] and cycles["init_from"].fillna(0).astype(int).tolist() == [0, 1]
+    assert cycles["best_val_accuracy"].iloc[1] <= cycles["best_val_accuracy"].iloc[0] == 1.0
+    assert hashlib.sha256(best.read_bytes()).hexdigest() == digest  # the worse cycle kept only its own best
+    assert (run / "checkpoints" / "cycle-2" / "best.pt").exists()
+    notebook("04_evaluate", run_id="cycles", device="cpu", lang="en", cycle=2)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["cycle"], metrics["selected_by"]) == (2, "parameter cycle=2")
+    assert metrics["selection"]["run_best_cycle"] == 1
+    assert pd.read_csv(run / "cycles.csv")["test_accuracy"].notna().tolist() == [False, True]
