@@ -200,8 +200,9 @@ def test_a_given_split_that_leaks_is_reported(tmp_path):
     leaked = root / "Testing" / "glioma" / "copy_of_train.jpg"
     leaked.write_bytes((root / "Training" / "glioma" / "glioma_0.jpg").read_bytes())
     frame, report = data.prepare_split(root, keep_given_split=True)
-    assert report["leaks"] == [{"paths": ["Testing/glioma/copy_of_train.jpg", "Training/glioma/glioma_0.jpg"],
-                                "labels": ["glioma"], "kind": "exact", "split": ["test", "train"]}]
+    leak, = report["leaks"]  # the train copy may have gone to the val carved from train: still a leak
+    assert leak["paths"] == ["Testing/glioma/copy_of_train.jpg", "Training/glioma/glioma_0.jpg"]
+    assert leak["kind"] == "exact" and leak["split"][0] == "test" and leak["split"][1] in ("train", "val")
     _, resplit = data.prepare_split(root)  # re-split: the copies land together, no leak
     assert resplit["leaks"] == [] and len(resplit["duplicate_groups"]) == 1
 
