@@ -16,8 +16,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .progress import bar as progress_bar
 
-from .progress import bar as progress_bar
-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION = 0x0112  # the EXIF tag that says how the camera was held
 
