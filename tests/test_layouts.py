@@ -186,3 +186,16 @@ def test_two_labelling_csvs_are_listed_not_guessed(tmp_path):
         data.prepare_split(root)
     _, report = data.prepare_split(root, label_column="category")
     assert report["classes"] == ["p", "q"]
+
+
+def test_pixel_tables_are_ignored_and_csv_layout_needs_a_csv(make_dataset, tmp_path):
+    root = make_dataset(per_class=4, size=(16, 16))
+    header = ",".join(["label"] + [f"pixel{i}" for i in range(784)])
+    (root / "fashion-mnist_train.csv").write_text(header + "\n" + ",".join(["3"] + ["0"] * 784) + "\n")
+    _, report = data.prepare_split(root)
+    rows = {r["path"]: r for r in report["explanation"]}
+    assert report["layout"] == "class_folders"
+    assert rows["fashion-mnist_train.csv"]["reason"].startswith("a table of 785 columns (pixel values?)")
+    bare = make_dataset(per_class=4, size=(16, 16), root=tmp_path / "bare")
+    with pytest.raises(DataError, match=r"holds no CSV, so layout='csv' / label_column / path_column cannot apply"):
+        data.prepare_split(bare, layout="csv")
