@@ -3,8 +3,8 @@
 Usage: python benchmarks/bench_export.py [--arch efficientnet-lite0] [--size 80] [--batch 32] [--repeats 30]
        [--threads 0] [--run-id ID]   (--run-id: that run's trained model and input size instead of a fresh one)
 
-Every candidate sees the same uint8 images on the same threads; PyTorch eager is the baseline (channels_last,
-as 04 and 05 run it). Each figure is the best of its repeats (as timeit advises: slower repeats measure other
+Every candidate sees the same uint8 images on the same threads; PyTorch eager is the baseline, both as 04 and
+05 run it (channels_last) and in the default memory format. Each figure is the best of its repeats (as timeit advises: slower repeats measure other
 processes, not the model).
 """
 
@@ -48,10 +48,15 @@ def candidates(model, norm, folder: Path, size: int) -> dict:
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
         scripted = torch.jit.load(str(folder / "model.pt")).eval()
     cpu = torch.device("cpu")
+    plain = net  # the same network in the default memory format, no channels_last conversion
     model = model.to(cpu, memory_format=torch.channels_last).eval()
 
     def eager(x):
         return inference.predict_proba(model, norm, x, cpu, batch_size=len(x))
+
+    def eager_plain(x):
+        with torch.inference_mode():
+            return plain(torch.from_numpy(x)).numpy()
 
     def onnx(x):
         return session.run(["probs"], {"image": x})[0]
@@ -60,7 +65,8 @@ def candidates(model, norm, folder: Path, size: int) -> dict:
         with torch.no_grad():
             return scripted(torch.from_numpy(x)).numpy()
 
-    return {"PyTorch eager (baseline)": eager, "ONNX Runtime (CPU)": onnx, "TorchScript": torchscript}
+    return {"PyTorch eager, channels_last": eager, "PyTorch eager, contiguous": eager_plain,
+            "ONNX Runtime (CPU)": onnx, "TorchScript": torchscript}
 
 
 def main() -> None:
@@ -85,12 +91,12 @@ def main() -> None:
     one = rng.integers(0, 256, (1, 3, size, size), dtype=np.uint8)
     batch = rng.integers(0, 256, (args.batch, 3, size, size), dtype=np.uint8)
     print(f"{arch} at {size}x{size} px, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"{'':26} {'batch-1 latency (ms)':>22} {f'batch-{args.batch} throughput (img/s)':>30}")
+    print(f"{'':30} {'batch-1 latency (ms)':>22} {f'batch-{args.batch} throughput (img/s)':>30}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in candidates(model, norm, Path(tmp), size).items():
             latency = min(timed(fn, one, args.repeats)) * 1000
             throughput = args.batch / min(timed(fn, batch, max(3, args.repeats // 5)))
-            print(f"{name:26} {latency:>22.2f} {throughput:>30.1f}", flush=True)
+            print(f"{name:30} {latency:>22.2f} {throughput:>30.1f}", flush=True)
 
 
 if __name__ == "__main__":
