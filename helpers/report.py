@@ -33,6 +33,22 @@ TEXT = {
         "table_head": ["№ цикла обучения", "Устройство", "Количество эпох", "Размер батча", "Точность"],
         "acc_note": "Точность — на тестовой выборке, если цикл оценивался в 04, иначе лучшая на валидации (помечена «вал.»).",
         "val_mark": "вал.",
+        "val_head": "Лучшая точность на валидации (по ней выбор)", "selected_mark": "выбран",
+        "not_selected": "не использовалась для выбора",
+        "sel_val": "Модель выбрана по валидации: цикл {cycle} (лучшая точность на валидации среди всех циклов, "
+                   "{val}); тестовые значения других циклов для выбора не использовались.",
+        "sel_param": "Оценен цикл {cycle} по параметру cycle={cycle}; лучший по валидации — цикл {best}.",
+        "f1_ci": "Макро-F1: {f1} (95% бутстрэп-интервал {lo} – {hi}).",
+        "auc_ci": "95% бутстрэп-интервал ROC AUC: {lo} – {hi}.",
+        "tta_none": "Аугментация при тестировании (TTA): не использовалась.",
+        "tta": "TTA «{mode}»: точность на валидации {vw} → {v}, на тесте {tw} → {tt} (без TTA → с TTA).",
+        "cal": "Калибровка: температура {temp} подобрана на валидации и {applied}; ECE на валидации {vb} → {va}, "
+               "на тесте {tb} → {ta}.",
+        "cal_yes": "применена к тестовым вероятностям", "cal_no": "не применена (ECE на валидации не снизилась)",
+        "paired": "Парное сравнение с циклом {other} на тех же {n} изображениях: разница точности {diff} "
+                  "(95% ДИ {lo} – {hi}), точный тест Мак-Немара p = {p} (верно только у цикла {cycle}: {a}, "
+                  "только у цикла {other}: {b}).",
+        "paired_no": "Парное сравнение с циклом {other} невозможно: {reason}.",
         "final": "Итоговой точностью модели (цикл {cycle}, тестовая выборка, n = {n}) является значение "
                  "**{acc}** (95% доверительный интервал Уилсона: {lo} – {hi}).",
         "auc_bin": "ROC AUC (положительный класс «{pos}»): {auc}.",
@@ -80,6 +96,22 @@ TEXT = {
         "acc_note": "Accuracy is on the test split where 04 evaluated the cycle, otherwise the best validation "
                     "accuracy (marked 'val').",
         "val_mark": "val",
+        "val_head": "Best validation accuracy (the selection figure)", "selected_mark": "selected",
+        "not_selected": "not used for selection",
+        "sel_val": "Selected by validation: cycle {cycle} (the best validation accuracy across all cycles, {val}); "
+                   "test figures of other cycles were not used for selection.",
+        "sel_param": "Evaluated cycle {cycle} as asked (cycle={cycle}); the run's best by validation is cycle {best}.",
+        "f1_ci": "Macro F1: {f1} (95% bootstrap interval {lo} – {hi}).",
+        "auc_ci": "95% bootstrap interval of the ROC AUC: {lo} – {hi}.",
+        "tta_none": "Test-time augmentation (TTA): not used.",
+        "tta": "TTA '{mode}': validation accuracy {vw} → {v}, test {tw} → {tt} (without → with TTA).",
+        "cal": "Calibration: temperature {temp} fitted on validation, {applied}; ECE on validation {vb} → {va}, "
+               "on test {tb} → {ta}.",
+        "cal_yes": "applied to the test probabilities", "cal_no": "not applied (validation ECE did not drop)",
+        "paired": "Paired comparison with cycle {other} on the same {n} images: accuracy difference {diff} "
+                  "(95% CI {lo} – {hi}), McNemar's exact test p = {p} (right only in cycle {cycle}: {a}, "
+                  "only in cycle {other}: {b}).",
+        "paired_no": "No paired comparison with cycle {other}: {reason}.",
         "final": "The model's final accuracy (cycle {cycle}, test split, n = {n}) is **{acc}** "
                  "(95% Wilson confidence interval: {lo} – {hi}).",
         "auc_bin": "ROC AUC (positive class '{pos}'): {auc}.",
@@ -126,19 +158,66 @@ def _word(t: dict, value) -> str:
     return t.get("values", {}).get(str(value), str(value))
 
 
-def cycles_table(cycles: pd.DataFrame, t: dict) -> pd.DataFrame:
-    """The write-up's table of training cycles, filled from cycles.csv."""
+def cycles_table(cycles: pd.DataFrame, t: dict, overview: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The write-up's table of training cycles from cycles.csv, with each cycle's selection figure (validation).
+
+    `overview` (helpers.evaluate.cycles_overview) says which test figure is the evaluated model's; another
+    cycle's test figure is marked as not used for selection.
+    """
+    roles = {} if overview is None else dict(zip(overview["cycle"], overview["role"]))
+    selected = set() if overview is None else set(overview.loc[overview["selected"].astype(bool), "cycle"])
     rows = []
     for _, c in cycles.iterrows():
+        n = int(c["cycle"])
+        has_val = pd.notna(c.get("best_val_accuracy")) and str(c.get("best_val_accuracy")) != ""
         if pd.notna(c.get("test_accuracy")) and str(c.get("test_accuracy")) != "":
             acc = f"`{pct(c['test_accuracy'])}`"
-        elif pd.notna(c.get("best_val_accuracy")) and str(c.get("best_val_accuracy")) != "":
+            if roles.get(n) == "not used for selection":
+                acc += f" ({t['not_selected']})"
+        elif has_val:
             acc = f"`{pct(c['best_val_accuracy'])}` ({t['val_mark']})"
         else:
             acc = "—"
-        rows.append([f"{int(c['cycle'])} *({str(c['device']).split(':')[0]})*", c["device_name"], int(c["epochs"]),
-                     int(c["batch_size"]), acc])
-    return pd.DataFrame(rows, columns=t["table_head"])
+        val = (f"`{pct(c['best_val_accuracy'])}`" + (f" ({t['selected_mark']})" if n in selected else "")) \
+            if has_val else "—"
+        rows.append([f"{n} *({str(c['device']).split(':')[0]})*", c["device_name"], int(c["epochs"]),
+                     int(c["batch_size"]), acc, val])
+    return pd.DataFrame(rows, columns=[*t["table_head"], t["val_head"]])
+
+
+def _evaluation_lines(metrics: dict, t: dict) -> list[str]:
+    """How the evaluated model was chosen, its intervals, TTA, calibration and the paired comparison."""
+    sel = metrics.get("selection")
+    lines = []
+    if sel:
+        lines.append(t["sel_val"].format(cycle=metrics["cycle"], val=pct(sel["val_accuracy"] or 0))
+                     if metrics.get("selected_by") == "validation" else
+                     t["sel_param"].format(cycle=metrics["cycle"], best=sel.get("run_best_cycle") or "?"))
+    if metrics.get("macro_f1_ci95"):
+        lo, hi = metrics["macro_f1_ci95"]
+        lines.append(t["f1_ci"].format(f1=f"{metrics['macro_f1']:.4f}", lo=f"{lo:.4f}", hi=f"{hi:.4f}"))
+    if metrics.get("roc_auc_ci95"):
+        lines.append(t["auc_ci"].format(lo=f"{metrics['roc_auc_ci95'][0]:.4f}", hi=f"{metrics['roc_auc_ci95'][1]:.4f}"))
+    tta = metrics.get("tta")
+    if tta:
+        lines.append(t["tta_none"] if tta["mode"] == "none" else t["tta"].format(
+            mode=tta["mode"], vw=pct(tta["val_accuracy_without"]), v=pct(tta["val_accuracy"]),
+            tw=pct(tta["test_accuracy_without"]), tt=pct(tta["test_accuracy"])))
+    cal = metrics.get("calibration")
+    if cal:
+        lines.append(t["cal"].format(temp=f"{cal['temperature']:.3f}", applied=t["cal_yes" if cal["applied"] else "cal_no"],
+                                     vb=f"{cal['val_ece_before']:.4f}", va=f"{cal['val_ece_after']:.4f}",
+                                     tb=f"{cal['test_ece_before']:.4f}", ta=f"{cal['test_ece_after']:.4f}"))
+    pc = metrics.get("paired_comparison")
+    if pc and pc.get("comparable"):
+        m = pc["mcnemar"]
+        lines.append(t["paired"].format(other=pc["other_cycle"], n=m["n"], diff=f"{100 * pc['difference']:+.2f} pp",
+                                        lo=f"{100 * pc['difference_ci95'][0]:+.2f}",
+                                        hi=f"{100 * pc['difference_ci95'][1]:+.2f} pp", p=f"{m['p_value']:.3g}",
+                                        cycle=metrics["cycle"], a=m["only_a_correct"], b=m["only_b_correct"]))
+    elif pc:
+        lines.append(t["paired_no"].format(other=pc["other_cycle"], reason=pc["reason"]))
+    return lines + [""] if lines else []
 
 
 def render(run_id: str, lang: str = "ru") -> str:
@@ -207,7 +286,9 @@ def render(run_id: str, lang: str = "ru") -> str:
 
     lines += [f"## {t['s4']}", ""]
     if cycles is not None and len(cycles):
-        lines += [cycles_table(cycles, t).to_markdown(index=False, colalign=["center"] * 5), "", t["acc_note"], ""]
+        from .evaluate import cycles_overview  # which test figure is the evaluated model's, which cycle was selected
+        lines += [cycles_table(cycles, t, cycles_overview(run_dir)).to_markdown(index=False, colalign=["center"] * 6),
+                  "", t["acc_note"], ""]
     metrics = _read(run_dir, "metrics.json")
     if metrics:
         lo, hi = metrics["test_accuracy_ci95"]
@@ -220,7 +301,7 @@ def render(run_id: str, lang: str = "ru") -> str:
             lines.append(t["auc_bin"].format(pos=metrics["classes"][1], auc=f"{auc:.4f}"))
         if metrics.get("roc_skipped_classes"):
             lines.append(t["auc_skip"].format(classes=", ".join(metrics["roc_skipped_classes"])))
-        lines += [t["ece"].format(ece=f"{metrics['ece']:.4f}"), ""]
+        lines += [t["ece"].format(ece=f"{metrics['ece']:.4f}"), ""] + _evaluation_lines(metrics, t)
     else:
         lines += [t["no_eval"], ""]
     _figure(lines, figures, "training_metrics.png", t["fig_metrics"])

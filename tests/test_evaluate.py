@@ -143,8 +143,8 @@ def _two_cycle_run(tmp_path, make_dataset):
     """A run with two cheap cycles (head only, on cached features) and its split."""
     import torch
 
-    from helpers import data, imagecache, train
-    run = tmp_path / "run"
+    from helpers import data, imagecache, paths, train
+    run = paths.run_dir("pair")  # under the test's STUDY_HOME, so the report renders it
     frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
     classes = report["classes"]
     arrays = (*imagecache.split_arrays(frame, classes, "train", 32), *imagecache.split_arrays(frame, classes, "val", 32))
@@ -183,6 +183,13 @@ def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tm
     assert overview.loc[other, "role"] == "evaluated" and overview.loc[best_cycle, "role"] == "not used for selection"
     assert bool(overview.loc[best_cycle, "selected"]) and not bool(overview.loc[other, "selected"])
     assert not evaluate.evaluation_summary(second).empty
+    from helpers import report
+    text = report.render("pair", "en")
+    assert f"Evaluated cycle {other} as asked (cycle={other}); the run's best by validation is cycle {best_cycle}" \
+        in text
+    assert f"Paired comparison with cycle {best_cycle} on the same {pc['mcnemar']['n']} images" in text
+    assert "(not used for selection)" in text and "(selected)" in text and "TTA 'flip'" in text
+    assert "Calibration: temperature" in text and "Macro F1:" in text
 
     # A failure while writing leaves the previous evaluation whole; a missing cycle is refused by name.
     before = {f: (run / f).read_bytes() for f in ("predictions.csv", "metrics.json", "cycles.csv")}
