@@ -159,7 +159,7 @@ def write_index(lang: str = "ru") -> Path:
         plt.close(fig)  # built inside 04 too: it must not show up there as a stray figure
     path = out / "index.md"
     io.write_text(path, render(runs, cycles, lang))
-    html = to_html(render(runs, cycles, lang, "REPORT.html"), out, f"{TEXT[lang]['title']}")
+    html = to_html(render(runs, cycles, lang, "REPORT.html"), out, TEXT[lang]["title"], lang)
     io.write_text(out / "index.html", html)
     return path
 

@@ -332,7 +332,7 @@ def render(run_id: str, lang: str = "ru") -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(markdown_text: str, folder: Path, title: str) -> str:
+def to_html(markdown_text: str, folder: Path, title: str, lang: str = "ru") -> str:
     """A self-contained HTML page of the report (Python-Markdown), with every figure embedded."""
     import base64
 
@@ -342,11 +342,12 @@ def to_html(markdown_text: str, folder: Path, title: str) -> str:
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
     # A wide table scrolls inside its own box instead of pushing the page sideways; long cells wrap.
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
-             "table{border-collapse:collapse;font-size:85%;display:block;max-width:100%;overflow-x:auto}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:anywhere}"
-             "th{background:#f4f4f4}td{min-width:4em}img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:82%;display:block;max-width:100%;overflow-x:auto}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:break-word;hyphens:auto}"
+             "th{background:#f4f4f4}td{min-width:4em}td:last-child{overflow-wrap:anywhere;min-width:10em}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
@@ -364,7 +365,7 @@ def write_report(run_id: str, lang: str = "ru") -> Path:
                 shutil.copyfile(fig, tmp)
     path = out / "REPORT.md"
     io.write_text(path, text)
-    io.write_text(out / "REPORT.html", to_html(text, out, f"{TEXT[lang]['title']}: {run_id}"))
+    io.write_text(out / "REPORT.html", to_html(text, out, f"{TEXT[lang]['title']}: {run_id}", lang))
     from .index import write_index  # every report also refreshes reports/index.md, the runs side by side
     write_index(lang)
     return path
