@@ -86,7 +86,9 @@ def test_executed_notebook_check_names_errors_missing_and_doubled_figures(tmp_pa
                                                                       evalue="division by zero", traceback=[])]),
         new_code_cell("path", execution_count=4, outputs=[new_output("execute_result", execution_count=4, data={
             "text/plain": "PosixPath('/home/me/runs/default/x.png')"})]),
-        new_code_cell("x = 1", execution_count=None)])
+        new_code_cell("x = 1", execution_count=None),
+        new_code_cell("import warnings", execution_count=5, outputs=[new_output(
+            "stream", name="stderr", text="/home/me/.venv/lib/torch/x.py:1: UserWarning: a library's warning")])])
     path = tmp_path / "04_evaluate.ipynb"
     nbformat.write(nb, path)
     problems = lab_check.check_executed(path, ["/home/me"])
