@@ -219,7 +219,8 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
     """DataLoader workers: as given, or (workers=-1) none on CPU, where the cores train, and cores-1 on a GPU."""
     if cfg.workers >= 0:
         return cfg.workers
-    return 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 1))
+    # N data-parallel processes on one machine share its cores.
+    return 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) // distributed.local_world_size() - 1))
 
 
 def _train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.device, generator: torch.Generator,

@@ -48,7 +48,7 @@ def run(run_id: str, params: dict[str, Any]) -> dict:
     resolved = validate(checked)
     device = distributed.init_process_group(resolved.get("device", torch.device("cpu")))
     if distributed.world_size() > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // distributed.local_world_size()))
     try:
         run_dir = paths.run_dir(run_id)
         frame, report = data.load_split(run_dir)
