@@ -22,7 +22,7 @@ from .checkpoints import load as load_checkpoint  # noqa: F401  (re-exported for
 from .data import load_split
 from .gradcam import grad_cam
 from .imagecache import load_resized, split_arrays
-from .inference import TTA_CHOICES, load_trained, predict_proba
+from .inference import TTA_CHOICES, load_trained, predict_proba, set_temperature
 from .stats import expected_calibration_error, wilson_interval  # noqa: F401  (their home is stats)
 
 
@@ -151,7 +151,7 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
     if tta not in TTA_CHOICES:
         raise EvaluationError(f"tta={tta!r}: use one of {', '.join(TTA_CHOICES)}.")
     path, selected_by = select_checkpoint(run_dir, cycle)
-    model, norm, cfg = load_trained(path, device)
+    model, norm, cfg = load_trained(path, device, calibrated=False)  # the temperature is fitted anew below
     frame, report = load_split(run_dir)
     classes = list(cfg["classes"])
     if classes != list(report["classes"]):
@@ -168,7 +168,13 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
                              batch_size, tta)
     # One temperature fitted on validation; test probabilities change only where it helped on validation.
     calibration = stats.temperature_scaling(np.asarray(val_y), val_probs, np.asarray(test_y), test_probs)
-    preds = predictions_frame(test["path"].tolist(), test["label"].tolist(), calibration.pop("probs"), classes)
+    calibration.pop("probs")
+    if calibration["applied"]:
+        # Folded into the last layer, as 05 and the exports load it: predictions.csv is what they will give.
+        set_temperature(model, cfg["arch"], calibration["temperature"])
+        test_probs = predict_proba(model, norm, images, device, batch_size, tta)
+        calibration["test_ece_after"], _ = expected_calibration_error(np.asarray(test_y), test_probs)
+    preds = predictions_frame(test["path"].tolist(), test["label"].tolist(), test_probs, classes)
     probs = probabilities(preds, classes)  # what predictions.csv holds: every figure is computed from it
     curves = roc_curves(preds["label"].tolist(), probs, classes)
     metrics = compute_metrics(preds, classes, curves)

@@ -38,3 +38,25 @@ def test_load_trained_returns_model_normalizer_and_config(tmp_path):
     images = np.zeros((1, 3, 32, 32), np.uint8)
     np.testing.assert_allclose(inference.predict_proba(loaded, norm, images, torch.device("cpu")),
                                inference.predict_proba(model, norm, images, torch.device("cpu")), atol=1e-6)
+
+
+def test_load_trained_applies_the_temperature_04_chose(tmp_path):
+    from helpers import checkpoints, io, stats
+    model = build_model("mobilenet_v3_small", 2, "none")
+    run = tmp_path / "run"
+    path = run / "checkpoints" / "cycle-1" / "best.pt"
+    checkpoints.save(path, {"config": {"arch": "mobilenet_v3_small", "classes": ["a", "b"], "image_size": 32},
+                            "cycle": 1, "epoch": 1, "val_accuracy": 0.5, "model": checkpoints.model_state(model)})
+    images = np.random.default_rng(0).integers(0, 255, (4, 3, 32, 32), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    raw_model, norm, cfg = inference.load_trained(path, cpu)
+    raw = inference.predict_proba(raw_model, norm, images, cpu)
+    assert cfg["temperature"] == 1.0
+    io.write_json(run / "evaluations" / "cycle-1.json", {"cycle": 1, "calibration": {"temperature": 2.0,
+                                                                                        "applied": True}})
+    tempered, norm, cfg = inference.load_trained(path, cpu)
+    assert cfg["temperature"] == 2.0
+    np.testing.assert_allclose(inference.predict_proba(tempered, norm, images, cpu), stats.apply_temperature(raw, 2.0),
+                               atol=1e-5)
+    plain, _, cfg = inference.load_trained(path, cpu, calibrated=False)
+    assert cfg["temperature"] == 1.0
