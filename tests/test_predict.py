@@ -69,7 +69,8 @@ def test_test_split_through_05_gives_exactly_04s_probabilities(run):
                                parameters={"run_id": "tiny", "lang": "en"}, cwd=str(paths.NOTEBOOKS_DIR),
                                kernel_name=pipeline._kernel_name(), progress_bar=False)
     assert pipeline.select("05_predict") == ["05_predict"]
-    assert pipeline.main(["--run-id", "tiny", "--from", "05_predict", "-p", "top_k", "3"]) == 0
+    assert pipeline.main(["--run-id", "tiny", "--from", "05_predict", "-p", "top_k", "3", "-p", "export",
+                          "torchscript"]) == 0
     assert (run / "notebooks" / "05_predict.ipynb").exists() and not (run / "notebooks" / "04_evaluate.ipynb").exists()
     ours = pd.read_csv(run / "predictions" / "test.csv")
     theirs = pd.read_csv(run / "predictions.csv")
@@ -83,6 +84,7 @@ def test_test_split_through_05_gives_exactly_04s_probabilities(run):
     assert record["accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert record["accuracy_ci95"] == pytest.approx(metrics["test_accuracy_ci95"])
     assert (run / "figures" / "predictions_test.png").stat().st_size > 1000
+    assert json.loads((run / "export" / "parity.json").read_text())["torchscript"]["passed"]  # 05's export cell
 
 
 def test_cli_on_a_mixed_folder_lists_bad_files_and_names_unknown_labels(run, tmp_path, capsys):
