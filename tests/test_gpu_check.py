@@ -16,5 +16,5 @@ def test_gpu_check_dry_run_runs_every_section_and_cites_its_sources(tmp_path):
         assert section in text
     assert "note: out of memory at batch 8: trained in micro-batches" in text  # the micro-batching path ran
     assert "then init=best -p device cuda -p batch_size 16 | cycle 2 on cpu from cycle 1" in text
-    assert "DDP: 2 process(es), gloo | cycle 3 on 2 × CPU" in text
+    assert "DDP: 2 process(es), gloo | cycle 1 on 2 × CPU" in text
     assert "github.com/huggingface/pytorch-image-models" in text and "github.com/NVIDIA/DeepLearningExamples" in text
