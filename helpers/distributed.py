@@ -281,7 +281,8 @@ def failure_message(code: int, ranks: dict[int, deque[str]], agent: list[str], n
         tail = "\n".join("  " + x for x in agent[-LAST_LINES:])
         return f"torchrun with {nproc} processes failed (exit code {code}) before any rank reported:\n{tail}"
     lines = list(ranks.get(failed, []))
-    error = next((x for x in reversed(lines) if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", x)), "")
+    # the exception line of a traceback, or the entry point's own "error: …" sentence
+    error = next((x for x in reversed(lines) if re.match(r"^([\w.]*(Error|Exception|Interrupt)\b|error: )", x)), "")
     if exitcode is not None and exitcode < 0:
         try:
             cause = f"was killed by signal {-exitcode} ({signal.Signals(-exitcode).name})"
@@ -289,6 +290,6 @@ def failure_message(code: int, ranks: dict[int, deque[str]], agent: list[str], n
             cause = f"was killed by signal {-exitcode}"
     else:
         cause = f"failed (exit code {exitcode if exitcode is not None else code})"
-    head = f"rank {failed} of {nproc} {cause}" + (f": {error}" if error else "")
+    head = f"rank {failed} of {nproc} {cause}" + (f": {error.rstrip('.')}" if error else "")
     tail = "\n".join("  " + x for x in lines) or "  (it printed nothing)"
     return f"{head}. Its last lines:\n{tail}"
