@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         shutil.copyfile(ROOT / "notebooks" / f"{name}.ipynb", folder / f"{name}.ipynb")
     env = {**os.environ, "STUDY_HOME": str(home)}
-    env.pop("STUDY_PROGRESS", None)
+    for quiet in ("STUDY_PROGRESS", "MPLBACKEND", "TQDM_DISABLE"):  # the test suite sets them; a user's lab has none
+        env.pop(quiet, None)
     first = nbformat.read(folder / f"{names[0]}.ipynb", as_version=4)
     run_id = re.search(r'^run_id = "([^"]+)"', "\n".join(c.source for c in first.cells), re.M)
     shots = home / "runs" / (run_id.group(1) if run_id else "default") / "screenshots"

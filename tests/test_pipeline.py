@@ -98,7 +98,8 @@ def test_each_notebook_declares_a_literal_parameters_cell():
     assert declared["02_data"]["dataset"] == '"sample"'
 
 
-def test_small_study_end_to_end(make_dataset, tmp_path, capsys):
+def test_small_study_end_to_end(make_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as JupyterLab shows them
     root = make_dataset(per_class=12, size=(20, 20))
     params = tmp_path / "params.yaml"
     params.write_text(f"dataset: {root}\nresearch_archs: mobilenet_v3_small\nepochs: 1\nhead_epochs: 1\n"
@@ -123,6 +124,15 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys):
     for fig in ("training_metrics.png", "test_roc_curve.png", "confusion_matrix.png", "class_balance.png"):
         assert (run / "figures" / fig).stat().st_size > 1000
     assert sorted(p.name for p in (run / "notebooks").iterdir()) == [f"{n}.ipynb" for n in paths.NOTEBOOK_NAMES]
+    # as JupyterLab would show them: no error, each figure once, no machine path printed (scripts/lab_check.py)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("lab_check", paths.PROJECT_ROOT / "scripts" / "lab_check.py")
+    sys.path.insert(0, str(paths.PROJECT_ROOT / "scripts"))
+    lab_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab_check)
+    sys.path.remove(str(paths.PROJECT_ROOT / "scripts"))
+    for executed in sorted((run / "notebooks").glob("*.ipynb")):
+        assert lab_check.check_executed(executed, [str(paths.home()), str(paths.PROJECT_ROOT)]) == []
     recorded = json.loads((run / "params.json").read_text())
     assert recorded["notebooks"]["02_data"]["parameters"]["dataset"] == str(root)
     assert recorded["notebooks"]["03_train"]["parameters"]["epochs"] == 1
