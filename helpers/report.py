@@ -311,7 +311,7 @@ def render(run_id: str, lang: str = "ru") -> str:
         per_class = pd.DataFrame([[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
                                   for c, v in metrics["per_class"].items()],
                                  columns=t["per_class_head"])
-        lines += [f"**{t['per_class']}**", "", per_class.to_markdown(index=False), ""]
+        lines += [f"**{t['per_class']}**", "", per_class.to_markdown(index=False, disable_numparse=True, colalign=["left"] + ["right"] * 4), ""]
         if metrics.get("most_confused"):
             confused = pd.DataFrame(metrics["most_confused"][:5], columns=["true", "pred", "count"])
             lines += [f"**{t['confused']}**", "", confused.set_axis(t["confused_head"], axis=1).to_markdown(index=False),
