@@ -152,6 +152,7 @@ def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, to
                         run_exported(tmp, fmt, images, batch_size), labels, tolerance)
         result.update(format=fmt, file=target.name, checkpoint=ckpt_path.relative_to(run_dir).as_posix(),
                       cycle=config["cycle"], arch=config["arch"], image_size=spec["image_size"],
+                      temperature=config.get("temperature", 1.0),
                       size_mb=round(tmp.stat().st_size / 2**20, 2), split="test",
                       exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       torch=torch.__version__)

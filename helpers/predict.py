@@ -235,7 +235,8 @@ def predict_images(run_dir: Path, images: str, device: torch.device, batch_size:
     summary = summarize(found.labels, probs, classes)
     target = output_path(run_dir, found.name)
     record = {"source": found.source or "test split", "checkpoint": ckpt_path.relative_to(run_dir).as_posix(),
-              "cycle": config["cycle"], "arch": config["arch"], "tta": tta, "top_k": int(top_k),
+              "cycle": config["cycle"], "arch": config["arch"], "temperature": config.get("temperature", 1.0),
+              "tta": tta, "top_k": int(top_k),
               **{k: v for k, v in summary.items() if k != "counts"},
               "counts": summary["counts"].to_dict(orient="records"),
               "n_skipped": len(found.skipped), "skipped": found.skipped, "preprocessing": spec}
