@@ -137,9 +137,12 @@ def _check_tracking(value: str) -> None:
 
 
 def _check_images(value: str) -> None:
-    if value and not Path(value).expanduser().exists():
-        raise ParameterError(f"images={value!r}: no such file or folder; give a folder, an archive, an image "
-                             "file or a CSV of paths (empty: the run's test split).")
+    from .predict import PredictError, input_path
+    try:
+        if value:
+            input_path(value)
+    except PredictError as exc:
+        raise ParameterError(str(exc)) from None
 
 
 ALL = tuple(NOTEBOOKS)

@@ -133,6 +133,18 @@ def _from_csv(csv_path: Path, source: str, classes: list[str]) -> ImageSet:
     return _from_files(source, csv_path.stem, csv_path.parent, files, classes, labels, shown, skipped)
 
 
+def input_path(images: str) -> Path:
+    """The file or folder `images` names: as given, else relative to the project (the runner's notebooks run
+    in notebooks/, so a path typed at the project root must still be found there)."""
+    path = Path(images).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = paths.PROJECT_ROOT / path
+    if not path.exists():
+        raise PredictError(f"images={images!r}: no such file or folder; give a folder, an archive, an image file "
+                           "or a CSV of paths (empty: the run's test split).")
+    return path
+
+
 def collect_images(images: str, run_dir: Path, classes: list[str]) -> ImageSet:
     """What `images` names, as readable files with labels: '' = the run's test split; else a folder (nested or
     not), an archive (.zip, .tar, .tar.gz), a single image, or a CSV of paths."""
@@ -145,10 +157,7 @@ def collect_images(images: str, run_dir: Path, classes: list[str]) -> ImageSet:
         # Named as in 04's predictions.csv; checked again, since a file may have gone since 02.
         return _from_files("", "test", Path("."), [Path(f) for f in test["file"]], classes,
                            labels=test["label"].tolist(), shown=test["path"].tolist())
-    path = Path(images).expanduser()
-    if not path.exists():
-        raise PredictError(f"images={images!r}: no such file or folder; give a folder, an archive, an image file "
-                           "or a CSV of paths (empty: the run's test split).")
+    path = input_path(images)
     if path.is_dir():
         result = _from_files(images, path.resolve().name, path, _walk(path), classes)
     elif is_archive(path):

@@ -181,3 +181,18 @@ def test_bad_inputs_stop_with_one_sentence(run, tmp_path, capsys, monkeypatch):
     with pytest.raises(CheckpointError, match="cycle 7: .* not found"):
         predict.predict_images(run, "", torch.device("cpu"), cycle=7)
     assert not (paths.run_dir("nothing-trained") / "predictions").exists()
+
+
+def test_a_path_relative_to_the_project_is_found_from_the_notebooks_folder(run, tmp_path, monkeypatch):
+    """The runner's notebooks run in notebooks/; `-p images photos` typed at the project root must still work."""
+    from helpers import params
+    project = tmp_path / "project"
+    make_image(project / "photos" / "cat" / "a.png", seed=2)
+    (project / "notebooks").mkdir()
+    monkeypatch.setattr(paths, "PROJECT_ROOT", project)
+    monkeypatch.chdir(project / "notebooks")
+    params.check("images", "photos")  # what session.start runs inside the kernel
+    result = predict.predict_images(run, "photos", torch.device("cpu"))
+    assert result["predictions"]["path"].tolist() == ["cat/a.png"] and result["csv"].name == "photos.csv"
+    with pytest.raises(params.ParameterError, match="images='nowhere': no such file or folder"):
+        params.check("images", "nowhere")
