@@ -24,7 +24,7 @@ from . import checkpoints, inference, io, paths, preprocess
 from .archives import archive_stem, extract_archive, is_archive, is_hidden
 from .csvlayout import LABEL_NAMES
 from .data import load_split
-from .images import check_images
+from .images import IMAGE_SUFFIXES, check_images
 from .stats import wilson_interval
 
 PATH_COLUMNS = ["path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "id"]
@@ -108,7 +108,10 @@ def _from_csv(csv_path: Path, source: str, classes: list[str]) -> ImageSet:
 
     def resolve(value: str) -> Path:
         p = Path(str(value).strip()).expanduser()
-        return p if p.is_absolute() else csv_path.parent / p
+        p = p if p.is_absolute() else csv_path.parent / p
+        if not p.is_file():  # Kaggle lists often give ids without the suffix: "img_0001" for img_0001.jpg
+            p = next((p.with_name(p.name + s) for s in sorted(IMAGE_SUFFIXES) if p.with_name(p.name + s).is_file()), p)
+        return p
 
     path_col = _csv_column(table, PATH_COLUMNS)
     if path_col is None:  # no telling name: the column whose values name the most existing files

@@ -141,11 +141,11 @@ def test_archive_nested_folders_single_file_and_csv(run, tmp_path):
     assert single["csv"].name == "dog.csv" and single["predictions"]["path"].tolist() == ["dog.png"]
     assert single["probs"][0] == pytest.approx(zipped["probs"][1], abs=1e-6)
     listing = tmp_path / "list.csv"
-    pd.DataFrame({"file": ["export/test/cat/a/cat.png", "missing.png", str(src / "export/test/fox/a/fox.png")],
+    pd.DataFrame({"file": ["export/test/cat/a/cat", "missing.png", str(src / "export/test/fox/a/fox.png")],
                   "class": ["cat", "dog", "fox"]}).to_csv(listing, index=False)
     (src / "list.csv").write_bytes(listing.read_bytes())
     listed = predict.predict_images(run, str(src / "list.csv"), torch.device("cpu"), top_k=1)
-    assert listed["predictions"]["label"].tolist() == ["cat", "fox"]
+    assert listed["predictions"]["label"].tolist() == ["cat", "fox"]  # an id without its suffix is found too
     assert listed["images"].skipped == [{"path": "missing.png", "reason": "listed in list.csv but not found"}]
     assert list(listed["predictions"].columns) == ["path", "label", "class_1", "prob_1"]
 
