@@ -147,7 +147,12 @@ def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, to
     parity_path = folder / "parity.json"
     record = io.read_json(parity_path) if parity_path.exists() else {}
     with io.atomic_path(target) as tmp:  # the model file lands only when parity holds
-        write_model(exportable(model, norm), fmt, tmp, spec["image_size"])
+        try:
+            write_model(exportable(model, norm), fmt, tmp, spec["image_size"])
+        except Exception as exc:  # the exporters raise many types; the user needs the arch, format and cause
+            cause = (str(exc).strip().splitlines() or ["no message"])[0][:200]
+            raise ExportError(f"{fmt} export of {config['arch']} ({ckpt_path.name}) failed: {type(exc).__name__}: "
+                              f"{cause}; try the other format.") from exc
         result = parity(inference.predict_proba(model, norm, images, cpu, batch_size),
                         run_exported(tmp, fmt, images, batch_size), labels, tolerance)
         result.update(format=fmt, file=target.name, checkpoint=ckpt_path.relative_to(run_dir).as_posix(),

@@ -75,3 +75,12 @@ def test_export_without_a_checkpoint_names_it(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "best.pt not found" in err
     assert not (paths.run_dir("untrained") / "export").exists()
+
+
+def test_an_exporter_failure_is_one_sentence_naming_arch_and_format(run, monkeypatch):  # noqa: F811
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator aten::frobnicate\nlong trace ...")
+    monkeypatch.setattr(export.torch.onnx, "export", broken)
+    with pytest.raises(export.ExportError, match=r"onnx export of efficientnet-lite0 \(best.pt\) failed: "
+                                                 r"RuntimeError: unsupported operator aten::frobnicate; try"):
+        export.export_run(run, "onnx")
