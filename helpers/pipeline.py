@@ -96,7 +96,10 @@ def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) ->
     finally:  # a failed or partial run still shows up beside the others, with what it finished
         index.write_index(str(cli.get("lang", "ru")))
     report = paths.report_dir(run_id) / "REPORT.md"
-    print(f"report: {report}")
+    if "04_evaluate" in names:  # 05 alone writes predictions, not a report
+        print(f"report: {report}")
+    else:
+        print(f"outputs: {paths.run_dir(run_id)}")
     return report
 
 
