@@ -231,17 +231,24 @@ def main(argv: list[str] | None = None) -> int:
             # no "get Jupyter news?" toast over the notebook's end in the screenshots
             api(base, token, "/lab/api/settings/@jupyterlab/apputils-extension:notification", "PUT",
                 {"raw": json.dumps({"fetchNews": "false"})})
-            for name in names:
+            for k, name in enumerate(names):
                 try:
                     timings[name] = run_notebook(page, base, token, name, folder, shots, args.timeout)
-                except Exception as exc:  # one failing notebook is a finding, not the end of the check
-                    problems.append(f"{name}.ipynb: {exc}")
+                    found = check_executed(folder / f"{name}.ipynb", [str(home), str(ROOT)])
+                except Exception as exc:
+                    shots.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(shots / f"{name}.failed.png"))
-                    continue
-                found = check_executed(folder / f"{name}.ipynb", [str(home), str(ROOT)])
+                    found = [f"{name}.ipynb: {exc}"]
+                finally:
+                    session = kernel_of(base, token, name)  # a timed-out kernel must not run on under the next
+                    if session:
+                        api(base, token, f"/api/sessions/{session['id']}", "DELETE")
                 problems += found
-                print(f"{name}: Run All {timings[name]:.0f}s, {'ok' if not found else f'{len(found)} problem(s)'}",
-                      flush=True)
+                print(f"{name}: {f'Run All {timings[name]:.0f}s' if name in timings else 'failed'}, "
+                      f"{'ok' if not found else f'{len(found)} problem(s)'}", flush=True)
+                if found and k + 1 < len(names):  # each notebook reads what the one before wrote
+                    problems.append(f"not run, since {name} failed: {', '.join(names[k + 1:])}")
+                    break
             context.close()
     finally:
         stop_lab(proc)
