@@ -351,6 +351,17 @@ def to_html(markdown_text: str, folder: Path, title: str, lang: str = "ru") -> s
             f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
+def results_markdown(path: Path) -> str:
+    """Section 4 of a written REPORT.md for showing in a notebook: the figures above it stand in for its images.
+
+    Its image links are relative to reports/<run_id>/, so a notebook would show them as broken pictures.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    section = "## 4." + text.split("## 4.", 1)[1] if "## 4." in text else text
+    kept = [line for line in section.splitlines() if not line.startswith("![")]
+    return "\n".join(kept)
+
+
 def write_report(run_id: str, lang: str = "ru") -> Path:
     """Write reports/<run_id>/REPORT.md (figures beside it) and a self-contained REPORT.html."""
     if lang not in TEXT:

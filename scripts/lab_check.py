@@ -193,12 +193,26 @@ def run_notebook(page, base: str, token: str, name: str, folder: Path, shots: Pa
     return seconds
 
 
+def set_parameters(path: Path, values: dict[str, str]) -> None:
+    """Replace the literal of each named parameter in a notebook's parameters cell (VALUE as Python source)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            for name, value in values.items():
+                cell.source = re.sub(rf"^{re.escape(name)} = .*?(  #.*)?$", lambda m: f"{name} = {value}{m[1] or ''}",
+                                     cell.source, flags=re.M)
+    nbformat.write(nb, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every notebook through JupyterLab in headless Chromium; 0 when all pass."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, help="STUDY_HOME of the run (default: a fresh temporary folder)")
     ap.add_argument("--only", help="comma-separated notebook names (default: 01…04, and 05 when present)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds one notebook's Run All may take")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="edit a parameter in the copies' parameters cells first, as a person would in JupyterLab "
+                         "(a quick smoke check; without it the committed defaults run)")
     args = ap.parse_args(argv)
     why = unavailable()
     if why:
@@ -212,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.only.split(",")] if args.only else notebooks()
     for name in names:
         shutil.copyfile(ROOT / "notebooks" / f"{name}.ipynb", folder / f"{name}.ipynb")
+        if args.set:
+            set_parameters(folder / f"{name}.ipynb", dict(item.split("=", 1) for item in args.set))
     env = {**os.environ, "STUDY_HOME": str(home)}
     for quiet in ("STUDY_PROGRESS", "MPLBACKEND", "TQDM_DISABLE"):  # the test suite sets them; a user's lab has none
         env.pop(quiet, None)

@@ -108,3 +108,15 @@ def test_russian_report_has_no_english_study_columns_and_rounds_numbers():
     assert "метаданные весов torchvision" in study
     html = report.to_html(text, run, "r")
     assert "overflow-x:auto" in html
+
+
+def test_results_shown_in_the_notebook_have_no_broken_image_links():
+    run = _artifacts()
+    from helpers import plots
+    io.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
+                                                           "confidence": [0.8], "accuracy": [0.7]}), 0.1),
+                   run / "figures" / "reliability_diagram.png")
+    path = report.write_report("r", "ru")
+    shown = report.results_markdown(path)
+    assert shown.startswith("## 4. Результаты обучения") and "**99.56%**" in shown
+    assert "![" not in shown and "![" in path.read_text()
