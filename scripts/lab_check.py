@@ -187,6 +187,10 @@ def run_notebook(page, base: str, token: str, name: str, folder: Path, shots: Pa
     time.sleep(2)
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / f"{name}.png"))
+    broken = panel.evaluate("p => [...p.querySelectorAll('.jp-OutputArea img')]"
+                            ".filter(i => i.complete && i.naturalWidth === 0).map(i => i.alt || i.src).slice(0, 5)")
+    if broken:  # a picture the page could not load: a relative link, a missing file
+        raise RuntimeError(f"shows broken images: {broken}")
     session = kernel_of(base, token, name)  # the next notebook gets the machine to itself
     if session:
         api(base, token, f"/api/sessions/{session['id']}", "DELETE")
