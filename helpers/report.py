@@ -67,6 +67,13 @@ TEXT = {
         "per_class_head": ["Класс", "Точность (precision)", "Полнота (recall)", "F1", "Изображений в тесте"],
         "confused_head": ["Истинный класс", "Предсказанный класс", "Изображений"],
         "skipped_head": ["Файл", "Причина"],
+        "read_as": "Как прочитан набор данных", "read_as_head": ["Путь", "Прочитан как", "Почему"],
+        "unlabelled": "Изображений без меток (не вошли в выборки)",
+        "leaks": "**Утечка:** {n} групп(ы) одинаковых изображений лежат в разных выборках заданного разбиения "
+                 "(keep_given_split=True); точность на тесте из-за этого может быть завышена.",
+        "roles": {"train": "тренировка", "val": "валидация", "test": "тест", "class": "класс", "labels": "метки",
+                  "images": "изображения", "unlabelled": "без меток", "ignored": "пропущено",
+                  "wrapper": "обертка", "sample submission": "образец посылки", "label map": "словарь меток"},
         "values": {"all": "все", "cosine": "косинусное с разогревом", "onecycle": "one-cycle", "none": "нет",
                    "flip": "отражение по горизонтали",
                    "crop": "отражение и случайное кадрирование"},
@@ -130,6 +137,10 @@ TEXT = {
         "per_class_head": ["Class", "Precision", "Recall", "F1", "Test images"],
         "confused_head": ["True class", "Predicted class", "Images"],
         "skipped_head": ["File", "Reason"],
+        "read_as": "How the dataset was read", "read_as_head": ["Path", "Read as", "Why"],
+        "unlabelled": "Unlabelled images (left out of the split)",
+        "leaks": "**Leak:** {n} group(s) of identical images sit in different splits of the given split "
+                 "(keep_given_split=True); the test accuracy may be inflated by it.",
     },
 }
 
@@ -259,6 +270,17 @@ def render(run_id: str, lang: str = "ru") -> str:
                                for c, d in data["counts"].items()],
                               columns=[t["class"], t["train"], t["val"], t["test"], t["total"]])
         lines += [counts.to_markdown(index=False), ""]
+        lines += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
+        if data.get("leaks"):
+            lines += [t["leaks"].format(n=len(data["leaks"])), ""]
+        unlabelled = sum(int(u.get("images", 0)) for u in data.get("unlabelled", []))
+        if unlabelled:
+            lines += [f"- {t['unlabelled']}: {unlabelled}", ""]
+        if data.get("explanation"):
+            roles = t.get("roles", {})
+            read_as = pd.DataFrame([[f"`{r['path']}`", roles.get(r["role"], r["role"]), r["reason"]]
+                                    for r in data["explanation"][:20]], columns=t["read_as_head"])
+            lines += [f"**{t['read_as']}**", "", read_as.to_markdown(index=False), ""]
         if data["skipped"]:
             skipped = pd.DataFrame(data["skipped"][:20], columns=["path", "reason"])
             lines += [skipped.set_axis(t["skipped_head"], axis=1).to_markdown(index=False), ""]

@@ -205,6 +205,14 @@ def test_a_given_split_that_leaks_is_reported(tmp_path):
     assert leak["kind"] == "exact" and leak["split"][0] == "test" and leak["split"][1] in ("train", "val")
     _, resplit = data.prepare_split(root)  # re-split: the copies land together, no leak
     assert resplit["leaks"] == [] and len(resplit["duplicate_groups"]) == 1
+    # The report says so too, beside how the dataset was read.
+    from helpers import paths, report as report_module
+    data.save_split(paths.run_dir("leaky"), frame, report)
+    for lang, word in (("en", "**Leak:** 1 group(s)"), ("ru", "**Утечка:** 1 групп(ы)")):
+        text = report_module.render("leaky", lang)
+        assert word in text
+        assert ("How the dataset was read" if lang == "en" else "Как прочитан набор данных") in text
+        assert "`Training`" in text and "`Testing`" in text
 
 
 def test_01s_early_split_uses_02s_parameters_given_to_the_runner(tmp_path):
