@@ -295,6 +295,7 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
     """Train one cycle (or resume an interrupted one) and append its row to cycles.csv."""
     run_dir = Path(run_dir)
     validate_config(cfg)
+    check_splits(cfg.classes, train_labels, val_labels, run_dir)
     last, resume, abandoned = _read_last(cfg, run_dir)
     start = _initial_weights(cfg, run_dir) if resume is None else None  # every check before any write
     run_best = checkpoints.run_best_val(run_dir) if resume is None else None
@@ -305,6 +306,19 @@ def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_l
     c.tracker = tracking.start(cfg.tracking if distributed.is_main() else "none", run_dir, c.number, asdict(cfg))
     _train_epochs(c, train_images, train_labels, val_images, val_labels)
     return _close_cycle(c)
+
+
+def check_splits(classes: list[str], train_labels: list[int], val_labels: list[int], run_dir: Path) -> None:
+    """One sentence, before any write, when split.csv cannot train: no train or val images, a class never trained."""
+    split_csv = Path(run_dir) / "split.csv"
+    for name, labels in (("train", train_labels), ("val", val_labels)):
+        if len(labels) == 0:
+            raise TrainError(f"{split_csv} has no {name} images; rerun 02 (it carves a val split from train when "
+                             "a dataset has none) instead of editing split.csv by hand.")
+    untrained = sorted(set(range(len(classes))) - set(int(y) for y in train_labels))
+    if untrained:
+        raise TrainError(f"{split_csv}: class(es) {[classes[i] for i in untrained]} have no train images, so the "
+                         "model could never predict them; rerun 02 without keep_given_split or add train images.")
 
 
 def _read_last(cfg: TrainConfig, run_dir: Path) -> tuple[dict | None, dict | None, dict | None]:

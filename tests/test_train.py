@@ -375,3 +375,13 @@ def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
     assert (metrics["cycle"], metrics["selected_by"]) == (2, "parameter cycle=2")
     assert metrics["selection"]["run_best_cycle"] == 1
     assert pd.read_csv(run / "cycles.csv")["test_accuracy"].notna().tolist() == [False, True]
+
+
+def test_a_split_without_val_or_with_an_untrained_class_is_one_sentence(tmp_path):
+    import numpy as np
+    from helpers.train import TrainError, check_splits
+    with pytest.raises(TrainError, match=r"split.csv has no val images; rerun 02"):
+        check_splits(["a", "b"], [0, 1], [], tmp_path)
+    with pytest.raises(TrainError, match=r"class\(es\) \['b'\] have no train images"):
+        check_splits(["a", "b"], np.array([0, 0]), [0, 1], tmp_path)
+    check_splits(["a", "b"], [0, 1], [1], tmp_path)
