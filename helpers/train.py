@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import checkpoints, distributed, imagecache, ledger, tracking
+from . import checkpoints, distributed, imagecache, ledger, params, tracking
 from .checkpoints import CheckpointError, load as load_checkpoint
 from .devices import device_name
 from .imagecache import CachedImages
@@ -39,6 +39,9 @@ class TrainError(ValueError):
     """Training cannot start as asked; the message says why and what to do."""
 
 
+_DEFAULTS = params.defaults("03_train")  # one source of truth: the schema
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training cycle; saved inside every checkpoint as plain types."""
@@ -46,28 +49,28 @@ class TrainConfig:
     arch: str
     classes: list[str]
     image_size: int
-    batch_size: int = 32
-    epochs: int = 7
-    head_epochs: int = 5
-    weights: str = "imagenet"
-    init: str = "weights"
-    lr: float = 2e-3
-    backbone_lr_scale: float = 0.5
+    batch_size: int = _DEFAULTS["batch_size"]
+    epochs: int = _DEFAULTS["epochs"]
+    head_epochs: int = _DEFAULTS["head_epochs"]
+    weights: str = _DEFAULTS["weights"]
+    init: str = _DEFAULTS["init"]
+    lr: float = _DEFAULTS["lr"]
+    backbone_lr_scale: float = _DEFAULTS["backbone_lr_scale"]
     weight_decay: float = 0.01
-    label_smoothing: float = 0.1
+    label_smoothing: float = _DEFAULTS["label_smoothing"]
     warmup_epochs: float = 0.5
-    freeze_bn: bool = True
-    augment: str = "flip"
-    patience: int = 0
-    unfreeze: str = "all"
-    schedule: str = "cosine"
-    deterministic: bool = False
-    seed: int = 42
+    freeze_bn: bool = _DEFAULTS["freeze_bn"]
+    augment: str = _DEFAULTS["augment"]
+    patience: int = _DEFAULTS["patience"]
+    unfreeze: str = _DEFAULTS["unfreeze"]
+    schedule: str = _DEFAULTS["schedule"]
+    deterministic: bool = _DEFAULTS["deterministic"]
+    seed: int = _DEFAULTS["seed"]
     device: str = "cpu"
-    workers: int = -1
-    keep_last: int = 2
-    compile: bool = False
-    tracking: str = "none"
+    workers: int = _DEFAULTS["workers"]
+    keep_last: int = _DEFAULTS["keep_last"]
+    compile: bool = _DEFAULTS["compile"]
+    tracking: str = _DEFAULTS["tracking"]
     extra: dict = field(default_factory=dict)
 
     def resume_key(self) -> dict:

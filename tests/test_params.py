@@ -3,7 +3,7 @@
 import pytest
 
 from helpers import params
-from helpers.params import ParameterError, auto_image_size, coerce, parse_list, validate
+from helpers.params import auto_image_size, coerce, parse_list, validate
 
 
 @pytest.mark.parametrize("values,message", [
