@@ -13,13 +13,41 @@ from typing import Any, Iterator
 import pandas as pd
 
 
+PROC_STATUS = Path("/proc/self/status")
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where it can be, so no other thread sees it changed)."""
+    try:
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain open() gives a new file: 0o666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+
+    The file gets the user's umask like a plain open() (mkstemp alone would make it 0600, unreadable by a
+    web server or a colleague reading a shared folder).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

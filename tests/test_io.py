@@ -1,5 +1,8 @@
 """helpers.io: atomic writes and append-only ledgers."""
 
+import os
+import stat
+
 import pandas as pd
 import pytest
 
@@ -23,3 +26,49 @@ def test_ledger_appends_with_one_header(tmp_path):
     io.append_csv_row(path, {"a": 3}, ["a", "b"])
     frame = pd.read_csv(path)
     assert frame["a"].tolist() == [1, 3] and list(frame.columns) == ["a", "b"]
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, restoring the old one after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_artifacts_get_the_users_umask_like_a_plain_open(tmp_path, umask, mask, expected):
+    import matplotlib.pyplot as plt
+    import torch
+
+    from helpers import checkpoints
+
+    umask(mask)
+    out = tmp_path / "run" / "report"
+    io.write_text(out / "REPORT.md", "# report\n")
+    io.write_json(out / "metrics.json", {"acc": 0.9})
+    io.write_csv(out / "predictions.csv", pd.DataFrame({"a": [1]}))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    io.save_figure(fig, out / "curve.png")
+    plt.close(fig)
+    checkpoints.save(out / "best.pt", {"model": {"w": torch.zeros(1)}})
+    checkpoints.copy(out / "best.pt", out / "copy.pt")
+    io.append_csv_row(out / "ledger.csv", {"a": 1}, ["a"])
+    (out / "plain.txt").write_text("what open() gives")
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in out.iterdir()}
+    assert modes == {name: oct(expected) for name in modes} and len(modes) == 8
+    assert oct(stat.S_IMODE(out.stat().st_mode)) == oct(0o777 & ~mask)  # folders as usual
+    # Rewriting an existing file keeps the rule (the temporary file is renamed over it).
+    umask(0o022)
+    io.write_text(out / "REPORT.md", "# again\n")
+    assert stat.S_IMODE((out / "REPORT.md").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("proc", [True, False])
+def test_umask_is_read_with_or_without_proc(tmp_path, umask, monkeypatch, proc):
+    if not proc:  # macOS and older kernels have no Umask line: the umask is read by setting it back
+        monkeypatch.setattr(io, "PROC_STATUS", tmp_path / "missing")
+    umask(0o027)
+    assert io.current_umask() == 0o027 and io.file_mode() == 0o640
+    assert os.umask(0o027) == 0o027  # reading it left it unchanged
