@@ -1,9 +1,10 @@
-"""Data benchmark: the scan/check/hash pass and the cache build in images per second, and the training
-data loader reading the resized cache versus decoding the originals every epoch. With --prepare: all of
-02 (layout, check, duplicates, split) on generated tiny images, its time and peak memory at each size, and
-the near-duplicate search (multi-index hashing) beside the all-pairs comparison it replaces.
+"""Data benchmark: 02's scan/check/hash pass and 03's cache build in images per second, each on all cores beside
+the same work on one thread. With --prepare: all of 02 (layout, check, duplicates, split) on generated tiny
+images, its time and peak memory at each size, and the near-duplicate search (multi-index hashing) beside the
+all-pairs comparison it replaces. The training loader (cache against decoding the originals) is
+benchmarks/bench_loader.py.
 
-Usage: python benchmarks/bench_data.py [--n 10000] [--size 128] [--batch 32]
+Usage: python benchmarks/bench_data.py [--n 2000] [--size 128]
        python benchmarks/bench_data.py --prepare 5000,50000
 """
 
@@ -21,9 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from helpers import data, duplicates, imagecache
 
@@ -41,30 +40,6 @@ def generate(root: Path, n: int) -> None:
         (root / f"class{k}").mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         list(pool.map(one, range(n)))
-
-
-class Originals(Dataset):
-    """The baseline: decode and resize the original file on every access, as ImageFolder does."""
-
-    def __init__(self, files: list[str], size: int) -> None:
-        self.files, self.size = files, size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        return torch.from_numpy(imagecache.load_resized(self.files[i], self.size)), 0
-
-
-def loader_ips(dataset: Dataset, batch: int, limit: int) -> float:
-    """Images per second drawn through a DataLoader (main process, as the CPU default)."""
-    t0 = time.perf_counter()
-    n = 0
-    for x, _ in DataLoader(dataset, batch_size=batch, shuffle=True):
-        n += len(x)
-        if n >= limit:
-            break
-    return n / (time.perf_counter() - t0)
 
 
 def generate_tiny(root: Path, n: int) -> None:
@@ -125,7 +100,7 @@ def prepare_table(sizes: list[int]) -> None:
           f"{'near-dup s':>10s} {'all-pairs s':>11s} {'same pairs':>10s}")
     for r in rows:
         print(f"{r['n']:7d} {r['seconds']:7.1f} {r['n'] / r['seconds']:7.0f} {r['peak_mb']:10.0f} {r['groups']:7d} "
-              f"{r['near_s']:10.2f} {r['all_pairs_s']:11.2f} {str(r['pairs_equal']):>10s}")
+              f"{r['near_s']:10.2f} {r['all_pairs_s']:11.2f} {r['pairs_equal']!s:>10s}")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         print(f"{b['n'] / a['n']:.1f}x the images: 02 takes {b['seconds'] / a['seconds']:.1f}x the time and "
@@ -137,9 +112,8 @@ def prepare_table(sizes: list[int]) -> None:
 def main() -> None:
     """Generate, then time each pass and print it beside its baseline."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--n", type=int, default=2000, help="generated images (64-640 px, JPEG and PNG)")
+    ap.add_argument("--size", type=int, default=128, help="the cache's image size")
     ap.add_argument("--prepare", help="comma-separated sizes: time and peak memory of all of 02 at each")
     ap.add_argument("--prepare-one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -161,17 +135,20 @@ def main() -> None:
         t0 = time.perf_counter()
         checked = data.check_images([Path(f) for f in files])
         scan = args.n / (time.perf_counter() - t0)
+        shas = [c.sha256 for c in checked]
         t0 = time.perf_counter()
-        imagecache.build_cache(files, [c.sha256 for c in checked], args.size, Path(tmp) / "cache")
+        plain = np.empty((len(files), 3, args.size, args.size), np.uint8)
+        for i, f in enumerate(files):  # the plainest cache: one image after another into an array, one thread
+            plain[i] = imagecache.load_resized(f, args.size)
+        cache_one = args.n / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        imagecache.build_cache(files, shas, args.size, Path(tmp) / "cache")
         cache = args.n / (time.perf_counter() - t0)
-        cached = imagecache.build_cache(files, [c.sha256 for c in checked], args.size, Path(tmp) / "cache")
-        from_cache = loader_ips(imagecache.CachedImages(cached, [0] * len(files)), args.batch, 4000)
-        from_files = loader_ips(Originals(files, args.size), args.batch, 1000)
-    print(f"{'pass':52s} {'img/s':>9s} {'baseline':>9s} {'ratio':>6s}")
-    print(f"{'scan/check/hash, all cores vs one thread':52s} {scan:9.0f} {one_thread:9.0f} {scan / one_thread:6.2f}")
-    print(f"{f'cache build at {args.size}px (decode + resize, all cores)':52s} {cache:9.0f} {'':>9s} {'':>6s}")
-    print(f"{'training loader: cache vs decoding originals':52s} {from_cache:9.0f} {from_files:9.0f} "
-          f"{from_cache / from_files:6.1f}")
+    print(f"{os.cpu_count()} cores; {args.n} images")
+    print(f"{'pass (img/s)':52s} {'all cores':>9s} {'1 thread':>9s} {'ratio':>6s}")
+    print(f"{'scan/check/hash (sha256 + perceptual)':52s} {scan:9.0f} {one_thread:9.0f} {scan / one_thread:6.2f}")
+    print(f"{f'cache build at {args.size}px (decode + resize + write)':52s} {cache:9.0f} {cache_one:9.0f} "
+          f"{cache / cache_one:6.2f}")
 
 
 if __name__ == "__main__":

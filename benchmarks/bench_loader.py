@@ -1,12 +1,18 @@
-"""Data-path benchmark: images/s of each way 03 can feed the device, and the share of a training step spent waiting.
+"""Loader benchmark: 03's training loader over the memory-mapped cache against the loader a user would otherwise
+write (a torchvision-style dataset decoding the original files, with as many DataLoader workers as cores).
 
-The paths: the resized-image cache (memory-mapped, what `cache=auto` uses within `cache_gb`); decoding the
-original JPEGs on the fly with 0…K DataLoader workers (persistent, prefetching: beyond the budget or with
-`cache=off`); and, on CUDA only, decoding on the GPU with torchvision.io.decode_jpeg (nvJPEG). Then `--steps`
-real training steps of `--arch` behind each loader, reporting the share of step time spent waiting for data.
+Two datasets, each at the size 03 trains it at (`image_size=0`): the committed sample (28 px PNGs in
+data/sample, trained at 80 px) and generated Kaggle-like photos (500x375 JPEGs, trained at 224 px).
+- ours: `imagecache.build_cache` once (all cores), then 03's own training DataLoader (its dataset, flip
+  transform and sampler; on the CPU no workers, as 03 uses) over the memory-mapped cache;
+- baseline: a Dataset that opens each file with PIL and applies Resize + CenterCrop + RandomHorizontalFlip +
+  ToTensor + Normalize, in a shuffled DataLoader with num_workers = the cores, persistent workers, pinned memory on CUDA only.
+For each: images/s of the loader alone (first epoch and a later one), images/s of training steps behind it
+(`--arch`, whose compute shares the cores with the decoding workers), and after how many epochs the cache build
+has paid for itself. On CUDA it adds decoding the JPEGs on the GPU (nvJPEG).
 
-Usage: python benchmarks/bench_loader.py [--n 256] [--size 128] [--batch 32] [--arch mobilenet_v3_small]
-                                        [--device auto] [--workers 0,1,2] [--steps 8]
+Usage: python benchmarks/bench_loader.py [--sample-n 0] [--photos 500] [--sample-size 80] [--photo-size 224] [--batch 32]
+       [--arch efficientnet-lite0] [--steps 6] [--workers <cores>] [--device auto]
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
-from helpers import imagecache, models
+from helpers import data, imagecache, models, params, train
 from helpers.devices import device_name, resolve_device
 from helpers.inference import autocast, normalizer_for
 
+DEFAULTS = params.defaults("03_train")
 
-def generate(root: Path, n: int) -> list[str]:
-    """n photo-sized JPEGs (500x375, smooth content with noise, quality 90) — a Kaggle-like dataset."""
+
+def generate_photos(root: Path, n: int) -> list[str]:
+    """n photo-sized JPEGs (500x375, smooth content with noise, quality 90): a typical Kaggle photo dataset."""
     root.mkdir(parents=True, exist_ok=True)
 
     def one(i: int) -> str:
@@ -44,26 +52,88 @@ def generate(root: Path, n: int) -> list[str]:
         return list(pool.map(one, range(n)))
 
 
-def loader(images, labels, batch: int, workers: int, device: torch.device) -> DataLoader:
-    """A training loader as 03 builds it (random order, horizontal flips) over `images`."""
-    from torchvision.transforms import v2
-    dataset = imagecache.CachedImages(images, labels, v2.RandomHorizontalFlip())
-    return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset), drop_last=True,
-                      **imagecache.loader_options(workers, device))
+def sample_files() -> list[str]:
+    """The committed sample's image files (28 px PNGs)."""
+    root = data.resolve_dataset("sample")
+    return sorted(str(p) for p in root.rglob("*.png"))
 
 
-def data_rate(dl: DataLoader, device: torch.device, epochs: int = 2) -> float:
-    """Images/s of the loader alone (to the device), over the last of `epochs` (persistent workers warm)."""
-    rate = 0.0
+class DecodeOriginals(Dataset):
+    """The baseline a user writes: PIL decode, then torchvision's Resize, CenterCrop, flip, ToTensor, Normalize."""
+
+    def __init__(self, files: list[str], labels: list[int], size: int, arch: str) -> None:
+        from torchvision import transforms
+        spec = models.arch_spec(arch)
+        self.files, self.labels = files, labels
+        self.transform = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size),
+                                             transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                             transforms.Normalize(spec.mean, spec.std)])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.files[i]) as img:
+            return self.transform(img.convert("RGB")), self.labels[i]
+
+
+def baseline_loader(files, labels, size, batch, workers, arch, device) -> DataLoader:
+    """Multi-worker DataLoader over DecodeOriginals: shuffled, persistent workers, pinned memory on CUDA only."""
+    return DataLoader(DecodeOriginals(files, labels, size, arch), batch_size=batch, shuffle=True, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+
+
+def kit_loader(images, labels, size, batch, device) -> DataLoader:
+    """The one call into helpers/train.py: 03's training DataLoader over `images` (default augment and workers)."""
+    cfg = train.TrainConfig(arch=DEFAULTS["arch"], classes=[str(c) for c in range(10)], image_size=size,
+                            batch_size=batch, device=str(device))
+    loader = train._train_loader(cfg, images, labels, device, torch.Generator().manual_seed(0), cfg.seed)
+    loader.sampler.set_epoch(0)
+    return loader
+
+
+def epoch_seconds(dl: DataLoader, device: torch.device, epochs: int = 2) -> list[float]:
+    """Seconds of each of `epochs` full passes over the loader, batches moved to the device."""
+    out = []
     for _ in range(epochs):
-        t0, n = time.perf_counter(), 0
+        t0 = time.perf_counter()
         for x, _y in dl:
             x.to(device, non_blocking=True)
-            n += len(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rate = n / (time.perf_counter() - t0)
-    return rate
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def train_rate(dl: DataLoader, arch: str, device: torch.device, steps: int, uint8: bool) -> float:
+    """Training images/s behind `dl`: `steps` steps after two warm-up steps (uint8 batches normalised on the device)."""
+    model = models.build_model(arch, 10, "none").to(device, memory_format=torch.channels_last).train()
+    norm = normalizer_for(arch).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    it, done, seen, t0 = iter(dl), 0, 0, 0.0
+    while done <= steps + 1:
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(dl)
+            continue
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = norm(x) if uint8 else x  # the baseline's workers normalised already
+        with autocast(device):
+            loss = torch.nn.functional.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if done == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()  # after the warm-up step (workers started, allocator warm)
+        else:
+            seen += len(y)
+        done += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - t0)
 
 
 def gpu_decode_rate(files: list[str], size: int, batch: int, device: torch.device) -> float:
@@ -78,80 +148,75 @@ def gpu_decode_rate(files: list[str], size: int, batch: int, device: torch.devic
     return rate
 
 
-def wait_share(dl: DataLoader, arch: str, n_classes: int, device: torch.device, steps: int) -> tuple[float, float]:
-    """Training images/s behind `dl` and the share of step time spent waiting for the next batch."""
-    model = models.build_model(arch, n_classes, "none").to(device, memory_format=torch.channels_last).train()
-    norm = normalizer_for(arch).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    crit = torch.nn.CrossEntropyLoss()
-    waited = total = 0.0
-    seen, it, done = 0, iter(dl), 0
-    while done < steps + 1:
-        t0 = time.perf_counter()
-        try:
-            x, y = next(it)
-        except StopIteration:
-            it = iter(dl)
-            continue
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        with autocast(device):
-            loss = crit(model(norm(x).contiguous(memory_format=torch.channels_last)).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        if done:  # the first step warms up (cuDNN, allocator, workers)
-            waited, total, seen = waited + (t1 - t0), total + (t2 - t0), seen + len(x)
-        done += 1
-    return seen / total, waited / total
+def measure(name: str, files: list[str], size: int, args, device: torch.device, cache_root: Path) -> dict:
+    """Cache build, both loaders' epochs and the training rate behind each, for one dataset."""
+    labels = [i % 10 for i in range(len(files))]
+    t0 = time.perf_counter()
+    cached = imagecache.build_cache(files, [f"{name}{i}" for i in range(len(files))], size, cache_root)
+    build = time.perf_counter() - t0
+    ours = kit_loader(cached, labels, size, args.batch, device)
+    theirs = baseline_loader(files, labels, size, args.batch, args.workers, args.arch, device)
+    row = {"name": name, "n": len(files), "size": size, "build": build,
+           "ours": epoch_seconds(ours, device), "theirs": epoch_seconds(theirs, device),
+           "ours_train": train_rate(ours, args.arch, device, args.steps, uint8=True),
+           "theirs_train": train_rate(theirs, args.arch, device, args.steps, uint8=False)}
+    if device.type == "cuda" and files[0].endswith(".jpg"):
+        row["nvjpeg"] = gpu_decode_rate(files, size, args.batch, device)
+    del theirs  # persistent workers end with their loader
+    return row
+
+
+def report(r: dict, arch: str, workers: int) -> None:
+    """One dataset's table: loader alone, training behind it, when the cache pays."""
+    n = r["n"]
+    print(f"\n{r['name']}: {n} images, trained at {r['size']} px")
+    print(f"{'':44s} {'ours (cache)':>13s} {f'decode, {workers} workers':>18s} {'ratio':>7s}")
+    o1, o2 = (n / s for s in r["ours"])
+    t1, t2 = (n / s for s in r["theirs"])
+    print(f"{'loader alone, first epoch (img/s)':44s} {o1:13.0f} {t1:18.0f} {o1 / t1:7.1f}")
+    print(f"{'loader alone, second epoch (img/s)':44s} {o2:13.0f} {t2:18.0f} {o2 / t2:7.1f}")
+    print(f"{f'training {arch} behind it (img/s)':44s} {r['ours_train']:13.1f} {r['theirs_train']:18.1f} "
+          f"{r['ours_train'] / r['theirs_train']:7.2f}")
+    print(f"{'cache build, once (s)':44s} {r['build']:13.2f} {'–':>18s}")
+    saved_loader = r["theirs"][1] - r["ours"][1]
+    epoch_train = (n / r["theirs_train"]) - (n / r["ours_train"])
+    for what, saved in (("loader alone", saved_loader), ("training", epoch_train)):
+        when = f"after {r['build'] / saved:.1f} epoch(s)" if saved > 0 else "never (the cache saves no time per epoch)"
+        print(f"  the cache pays for its build ({what}: {saved:+.2f} s an epoch) {when}")
+    if "nvjpeg" in r:
+        print(f"{'decode_jpeg on the GPU (nvJPEG), img/s':44s} {r['nvjpeg']:13.0f}")
 
 
 def main() -> None:
+    """Measure both datasets and print each beside its baseline."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--arch", default="mobilenet_v3_small")
+    ap.add_argument("--sample-n", type=int, default=0, help="use the first N sample images (0: all)")
+    ap.add_argument("--photos", type=int, default=500, help="generated 500x375 JPEGs")
+    ap.add_argument("--sample-size", type=int, default=80, help="training size of the sample (image_size=0 picks 80)")
+    ap.add_argument("--photo-size", type=int, default=224, help="training size of the photos (image_size=0: 224)")
+    ap.add_argument("--batch", type=int, default=DEFAULTS["batch_size"])
+    ap.add_argument("--arch", default=DEFAULTS["arch"])
+    ap.add_argument("--steps", type=int, default=6, help="timed training steps behind each loader")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the baseline's DataLoader workers")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--workers", default="0,1,2")
-    ap.add_argument("--steps", type=int, default=8)
     args = ap.parse_args()
     device = resolve_device(args.device)
-    workers = [int(w) for w in args.workers.split(",")]
-    print(f"{args.n} JPEGs of 500x375 → {args.size}px, batch {args.batch}, {device_name(device)}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}")
+    torch.manual_seed(0)
+    print(f"{device_name(device)}, {os.cpu_count()} cores, torch {torch.__version__}; batch {args.batch}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        files = generate(Path(tmp) / "jpg", args.n)
-        labels = [i % 10 for i in range(args.n)]
+        rows.append(measure("committed sample (28 px PNG)", sample_files()[:args.sample_n or None], args.sample_size, args, device,
+                            Path(tmp) / "cache"))
         t0 = time.perf_counter()
-        cached = imagecache.build_cache(files, [f"bench{i}" for i in range(args.n)], args.size, Path(tmp) / "cache")
-        build = args.n / (time.perf_counter() - t0)
-        decoded = imagecache.DecodedImages(files, args.size)
-        rows = [("cache build (once, all cores)", build, None, None)]
-        paths = [("cache (memory-mapped)", cached, 0)] + [(f"decode on the fly, {w} worker(s)", decoded, w)
-                                                          for w in workers]
-        for name, images, w in paths:
-            rate = data_rate(loader(images, labels, args.batch, w, device), device)
-            train_rate, share = wait_share(loader(images, labels, args.batch, w, device), args.arch, 10, device,
-                                           args.steps)
-            rows.append((name, rate, train_rate, share))
-        if device.type == "cuda":
-            rows.append(("decode_jpeg on the GPU (nvJPEG)", gpu_decode_rate(files, args.size, args.batch, device),
-                         None, None))
-        else:
-            print("decode_jpeg on the GPU: skipped (no CUDA device)")
-    print(f"\n{'data path':<36} {'data img/s':>11} {'train img/s':>12} {'waiting':>8}")
-    for name, rate, train_rate, share in rows:
-        tr = f"{train_rate:12.1f}" if train_rate is not None else f"{'–':>12}"
-        sh = f"{share:8.0%}" if share is not None else f"{'–':>8}"
-        print(f"{name:<36} {rate:11.1f} {tr} {sh}")
-    print(f"\ntraining: {args.arch} at {args.size}px, {args.steps} steps after one warm-up step; 'waiting' = share "
-          "of step time spent waiting for the next batch")
+        photos = generate_photos(Path(tmp) / "photos", args.photos)
+        print(f"generated {args.photos} JPEGs of 500x375 in {time.perf_counter() - t0:.0f} s")
+        rows.append(measure("Kaggle-like photos (500x375 JPEG)", photos, args.photo_size, args, device,
+                            Path(tmp) / "cache"))
+    for r in rows:
+        report(r, args.arch, args.workers)
+    print("\nours: 03's training DataLoader over the memory-mapped cache (uint8, normalised on the device);"
+          "\nbaseline: PIL decode + Resize + CenterCrop + flip + ToTensor + Normalize in DataLoader workers "
+          "(persistent).")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,26 @@
-"""Training-loop benchmark: our loop against a bare PyTorch loop, real against synthetic data, and the
-stage-1 feature cache against a frozen-backbone epoch without it. Prints each figure beside its baseline.
+"""Training-loop benchmark: 03's loop against a bare PyTorch loop, on the real memory-mapped cache and on synthetic
+data, and the whole head stage with its feature cache against the same stage running the frozen backbone every epoch.
 
-Usage: python benchmarks/bench_train.py [--arch efficientnet-lite0] [--size 64] [--batch 32] [--steps 20]
-       [--device auto] [--b4]   (--b4 adds EfficientNet-B4 at 380 px with AMP and channels_last: a GPU figure)
+Every figure is printed beside its baseline, in one run, on the committed sample split as 02 splits it:
+- training step (whole network): `helpers.train.run_cycle` (head_epochs=0) fed by the memory-mapped cache that
+  `imagecache.split_arrays` builds, exactly as 03 reads it (its DataLoader, dataset and flip transform), and fed
+  by a synthetic array in RAM; the baseline is the plainest loop (slice tensors already in RAM, normalise,
+  forward, backward, AdamW step), same model, weights, batch, size, channels_last and frozen BatchNorm;
+- head stage: `run_cycle` with the default head_epochs and epochs=0 (model build, feature extraction of train
+  and val, the head epochs, validation and checkpoints: the user's wall time) against the same stage without the
+  cache (the backbone frozen in eval mode, its forward run on every train and val image every epoch, the head
+  trained on its output, a checkpoint each epoch).
+
+Usage: python benchmarks/bench_train.py [--arch efficientnet-lite0] [--size 80] [--batch 32] [--steps 20]
+       [--epochs 3] [--head-epochs 5] [--device auto] [--b4]
+  --steps: batches per whole-network epoch; --epochs: epochs per loop (the first is warm-up, the rest timed);
+  --b4 adds EfficientNet-B4 at 380 px with AMP and channels_last (a GPU figure, bare loop only).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -16,117 +29,177 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, imagecache, train
-from helpers.devices import resolve_device
-from helpers.models import arch_spec, build_model
+from helpers import data, imagecache, params, train
+from helpers.devices import device_name, resolve_device
+from helpers.inference import autocast, normalizer_for
+from helpers.models import arch_spec, build_model, head_of
+
+DEFAULTS = params.defaults("03_train")
 
 
-def bare_loop(model, images, labels, batch, steps, device, norm) -> float:
-    """Images per second of the plainest fine-tuning loop: slice, normalise, forward, backward, step."""
-    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+def sample_split(size: int, cache_root: Path, n_steps: int):
+    """The committed sample split as 02 splits it; train, val and a random `n_steps`-image train subset as 03
+    reads them (memory-mapped caches built by imagecache)."""
+    frame, report = data.prepare_split(data.resolve_dataset("sample"))
+    frame["file"] = [str(Path(report["root"]) / p) for p in frame["path"]]
+    classes = report["classes"]
+    train_x, train_y = imagecache.split_arrays(frame, classes, "train", size, cache="on", cache_root=cache_root)
+    val_x, val_y = imagecache.split_arrays(frame, classes, "val", size, cache="on", cache_root=cache_root)
+    part = frame[frame["split"] == "train"].sample(n=min(n_steps, len(train_y)), random_state=0)
+    sub = part.assign(split="train")  # its own cache file, so it stays a memory map (fancy indexing would copy)
+    sub_x, sub_y = imagecache.split_arrays(sub, classes, "train", size, cache="on", cache_root=cache_root)
+    for a in (train_x, val_x, sub_x):
+        assert isinstance(a, np.memmap), "the cache must be the memory-mapped file, as 03 reads it"
+    return classes, (train_x, train_y), (val_x, val_y), (sub_x, sub_y)
+
+
+def kit_cycle(cfg, train_x, train_y, val_x, val_y, device) -> tuple[float, list[float]]:
+    """The one call into helpers/train.py: run_cycle in a fresh run folder; wall seconds and per-epoch seconds."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        t0 = time.perf_counter()
+        train.run_cycle(cfg, Path(run_dir), train_x, train_y, val_x, val_y, device, progress=False)
+        wall = time.perf_counter() - t0
+        history = train.read_history(Path(run_dir))
+    return wall, [float(s) for s in history["seconds"]]
+
+
+def our_step_rate(cfg, images, labels, val_x, val_y, device) -> float:
+    """Images/s of 03's whole-network epochs after the first (each epoch's seconds include one val batch)."""
+    _, seconds = kit_cycle(cfg, images, labels, val_x, val_y, device)
+    return len(labels) / statistics.median(seconds[1:])
+
+
+def fresh_model(arch: str, n_classes: int, weights: str, device: torch.device) -> nn.Module:
+    """The network as 03 builds it: weights loaded, channels_last on every device."""
+    return build_model(arch, n_classes, weights).to(device, memory_format=torch.channels_last)
+
+
+def bare_step_rate(model: nn.Module, arch: str, images: torch.Tensor, labels: torch.Tensor, batch: int, epochs: int,
+                   lr: float, device: torch.device) -> float:
+    """Images/s of the plainest fine-tuning loop over tensors in RAM, epochs after the first (warm-up)."""
+    norm = normalizer_for(arch).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr)
     model.train()
-    train.set_bn_eval(model)
-    x_all = torch.from_numpy(np.asarray(images))
-    y_all = torch.as_tensor(labels)
-    n = 0
-    t0 = None
-    for i in range(steps + 2):
-        if i == 2:
-            t0 = time.perf_counter()
-        s = (i * batch) % max(1, len(y_all) - batch)
-        x = x_all[s:s + batch].to(device)
-        y = y_all[s:s + batch].to(device)
-        with train._autocast(device):
-            loss = nn.functional.cross_entropy(model(norm(x).contiguous(memory_format=torch.channels_last)).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 2:
-            n += len(y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+    train.set_bn_eval(model)  # as 03 with freeze_bn=True (the default)
+    rates = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        for s in range(0, len(labels), batch):
+            x, y = images[s:s + batch].to(device), labels[s:s + batch].to(device)
+            with autocast(device):
+                loss = nn.functional.cross_entropy(model(norm(x).contiguous(memory_format=torch.channels_last)).float(),
+                                                   y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if epoch:
+            rates.append(len(labels) / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
-def our_epoch(model, cfg, images, labels, device, norm) -> float:
-    """Images per second of helpers.train's full-network epoch over `images`."""
-    opt = train._optimizer(model, cfg, head_only=False)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    g = torch.Generator().manual_seed(0)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    train._full_epoch(model, cfg, norm, images[: 2 * cfg.batch_size], labels[: 2 * cfg.batch_size], opt, sched,
-                      scaler, crit, g, device, 0, False)  # warm-up
+@torch.no_grad()
+def _backbone(model: nn.Module, arch: str, norm, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pooled features of the frozen backbone (eval mode, no autograd): what the head reads."""
+    with autocast(device):
+        return model(norm(x).contiguous(memory_format=torch.channels_last)).float()
+
+
+def head_stage_without_cache(arch, classes, weights, train_x, train_y, val_x, val_y, epochs, batch, lr,
+                             device) -> float:
+    """Wall seconds of the head stage with no feature cache: backbone forward on every image, every epoch."""
     t0 = time.perf_counter()
-    train._full_epoch(model, cfg, norm, images, labels, opt, sched, scaler, crit, g, device, 1, False)
+    model = fresh_model(arch, len(classes), weights, device)
+    head = head_of(model, arch)
+    setattr(model, arch_spec(arch).head, nn.Identity())
+    model.eval()
+    norm = normalizer_for(arch).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr, weight_decay=0.01)
+    crit = nn.CrossEntropyLoss(label_smoothing=DEFAULTS["label_smoothing"])
+    y_val = torch.as_tensor(val_y)
+    loader = torch.utils.data.DataLoader(imagecache.CachedImages(train_x, train_y), batch_size=batch, shuffle=True)
+    with tempfile.TemporaryDirectory() as out:
+        for epoch in range(epochs):
+            head.train()
+            for x, y in loader:
+                feats = _backbone(model, arch, norm, x.to(device), device)
+                loss = crit(head(nn.functional.dropout(feats, 0.2)), y.to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            head.eval()
+            correct = 0
+            for s in range(0, len(y_val), 64):
+                x = torch.from_numpy(np.array(val_x[s:s + 64])).to(device)
+                with torch.no_grad():
+                    predicted = head(_backbone(model, arch, norm, x, device)).argmax(1).cpu()
+                correct += int((predicted == y_val[s:s + 64]).sum())
+            torch.save({"head": head.state_dict(), "optimizer": opt.state_dict(), "val_accuracy": correct / len(y_val)},
+                       Path(out) / f"epoch{epoch}.pt")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return len(labels) / (time.perf_counter() - t0)
+    return time.perf_counter() - t0
+
+
+def b4_rate(batch: int, device: torch.device) -> float:
+    """EfficientNet-B4 at 380 px, AMP and channels_last: images/s of the bare loop (random weights and data)."""
+    model = fresh_model("efficientnet-b4", 10, "none", device)
+    x = torch.randint(0, 255, (batch * 4, 3, 380, 380), dtype=torch.uint8)
+    return bare_step_rate(model, "efficientnet-b4", x, torch.zeros(len(x), dtype=torch.long), batch, 3, 1e-4, device)
 
 
 def main() -> None:
-    """Run every comparison and print a table."""
+    """Run every comparison and print it beside its baseline."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", default="efficientnet-lite0")
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--arch", default=DEFAULTS["arch"])
+    ap.add_argument("--size", type=int, default=80, help="input size (80: what image_size=0 picks for the sample)")
+    ap.add_argument("--batch", type=int, default=DEFAULTS["batch_size"])
+    ap.add_argument("--steps", type=int, default=20, help="batches per whole-network epoch")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per training-step loop; the first is warm-up")
+    ap.add_argument("--head-epochs", type=int, default=DEFAULTS["head_epochs"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--b4", action="store_true")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    frame, report = data.prepare_split(data.resolve_dataset("sample"))
-    frame["file"] = [str(Path(report["root"]) / p) for p in frame["path"]]
+    weights = DEFAULTS["weights"]
     with tempfile.TemporaryDirectory() as cache:
-        part = frame[frame["split"] == "train"]
-        n = min(len(part), args.batch * args.steps)
-        real = imagecache.build_cache(part["file"].tolist()[:n], part["sha256"].tolist()[:n], args.size, Path(cache))
-        real = np.array(real)
-        labels = [report["classes"].index(c) for c in part["label"]][:n]
+        classes, (train_x, train_y), (val_x, val_y), (real, labels) = sample_split(args.size, Path(cache),
+                                                                                   args.batch * args.steps)
+        n = len(labels)
         synthetic = np.random.default_rng(0).integers(0, 255, real.shape, dtype=np.uint8)
-        spec = arch_spec(args.arch)
-        norm = train.Normalizer(spec.mean, spec.std).to(device)
-        cfg = train.TrainConfig(arch=args.arch, classes=report["classes"], image_size=args.size,
-                                batch_size=args.batch, augment="flip")
-
-        def fresh():
-            return build_model(args.arch, len(report["classes"]), "imagenet").to(
-                device, memory_format=torch.channels_last)
-        rows = []
-        bare = bare_loop(fresh(), synthetic, labels, args.batch, args.steps, device, norm)
-        ours_syn = our_epoch(fresh(), cfg, synthetic, labels, device, norm)
-        ours_real = our_epoch(fresh(), cfg, real, labels, device, norm)
-        rows.append(("training step: our loop vs bare loop (synthetic data)", ours_syn, bare, "≥ 0.95"))
-        rows.append(("our loop: real cached data vs synthetic data", ours_real, ours_syn, "≥ 0.90"))
-        model = fresh()
-        t0 = time.perf_counter()
-        feats = train.extract_features(model, args.arch, norm, real, device)
-        extract = time.perf_counter() - t0
-        head = nn.Linear(feats.shape[1], len(report["classes"])).to(device)
-        opt = torch.optim.AdamW(head.parameters(), 1e-3)
-        y = torch.as_tensor(labels, device=device)
-        t0 = time.perf_counter()
-        for s in range(0, len(y), args.batch):
-            loss = nn.functional.cross_entropy(head(feats[s:s + args.batch]), y[s:s + args.batch])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        cached_epoch = time.perf_counter() - t0
-        # Without the cache a frozen-backbone epoch still runs the backbone forward for every image.
-        rows.append(("stage-1 epoch: feature cache vs backbone forward", len(y) / cached_epoch, len(y) / extract,
-                     "≥ 10"))
-        if args.b4:
-            b4 = build_model("efficientnet-b4", 10, "none").to(device, memory_format=torch.channels_last)
-            b4_data = np.random.default_rng(0).integers(0, 255, (args.batch * 4, 3, 380, 380), dtype=np.uint8)
-            b4_norm = train.Normalizer(arch_spec("efficientnet-b4").mean, arch_spec("efficientnet-b4").std).to(device)
-            ips = bare_loop(b4, b4_data, [0] * len(b4_data), args.batch, 10, device, b4_norm)
-            rows.append(("EfficientNet-B4 380 px training, AMP + channels_last", ips, float("nan"), "img/s"))
-    print(f"device: {device}, arch: {args.arch}, {args.size}px, batch {args.batch}, {n} images")
-    print(f"{'comparison':58s} {'ours img/s':>11s} {'baseline':>10s} {'ratio':>7s}  goal")
-    for name, ours, base, goal in rows:
-        ratio = ours / base if base == base else float("nan")
-        print(f"{name:58s} {ours:11.1f} {base:10.1f} {ratio:7.2f}  {goal}")
+        base = {"arch": args.arch, "classes": classes, "image_size": args.size, "batch_size": args.batch,
+                "weights": weights, "device": str(device)}
+        step_cfg = train.TrainConfig(**base, head_epochs=0, epochs=args.epochs, patience=0)
+        one_val = (val_x[:args.batch], val_y[:args.batch])
+        torch.manual_seed(0)
+        bare = bare_step_rate(fresh_model(args.arch, len(classes), weights, device), args.arch,
+                              torch.from_numpy(synthetic), torch.as_tensor(labels), args.batch, args.epochs,
+                              step_cfg.lr, device)
+        ours_syn = our_step_rate(step_cfg, synthetic, labels, *one_val, device)
+        ours_real = our_step_rate(step_cfg, real, labels, *one_val, device)
+        head_cfg = train.TrainConfig(**base, head_epochs=args.head_epochs, epochs=0, patience=0)
+        with_cache, _ = kit_cycle(head_cfg, train_x, train_y, val_x, val_y, device)
+        without = head_stage_without_cache(args.arch, classes, weights, train_x, train_y, val_x, val_y,
+                                           args.head_epochs, args.batch, head_cfg.lr, device)
+        b4 = b4_rate(args.batch, device) if args.b4 else None
+    print(f"{device_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.arch} "
+          f"({weights} weights) at {args.size} px, batch {args.batch}; sample split {len(train_y)} train / "
+          f"{len(val_y)} val")
+    print(f"\ntraining step (whole network, {n} images an epoch, median of epochs 2..{args.epochs})")
+    print(f"{'comparison':62s} {'ours img/s':>10s} {'baseline':>9s} {'ratio':>6s}")
+    for name, ours, theirs in (
+            ("03's loop vs a bare loop, both on synthetic data in RAM", ours_syn, bare),
+            ("03's loop: real memory-mapped cache vs synthetic data in RAM", ours_real, ours_syn),
+            ("03's loop on the real cache vs a bare loop on synthetic data", ours_real, bare)):
+        print(f"{name:62s} {ours:10.1f} {theirs:9.1f} {ours / theirs:6.2f}")
+    print(f"\nhead stage, {args.head_epochs} epochs over {len(train_y)} train + {len(val_y)} val images "
+          "(model build, validation and checkpoints included)")
+    print(f"{'with the feature cache (extraction included)':62s} {with_cache:9.1f} s")
+    print(f"{'without it (frozen backbone forward every epoch)':62s} {without:9.1f} s")
+    print(f"{'saving':62s} {without / with_cache:9.1f} x  ({without - with_cache:.1f} s)")
+    if b4 is not None:
+        print(f"\nEfficientNet-B4 at 380 px, AMP + channels_last, bare loop: {b4:.1f} img/s")
 
 
 if __name__ == "__main__":
