@@ -1,4 +1,5 @@
-# The two commands: `make run` (the study on the offline default) and `make test` (the whole suite).
+# The two commands: `make run` (the study on the committed sample; the first run installs .venv from the package
+# index, later runs need no network) and `make test` (the whole suite).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,6 +9,8 @@ ARGS ?=
 
 .PHONY: run test lab lab-check browser bench clean-venv
 
+# The stamp makes the install run once: again only when requirements.txt or pyproject.toml change (then pip
+# finds the pinned versions installed and needs the index only for a new one); tests/test_offline.py checks it.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
