@@ -14,7 +14,7 @@ import pandas as pd
 import papermill
 import pytest
 
-from helpers import data, paths, pipeline
+from helpers import data, paths, pipeline, split
 from helpers.data import DataError
 
 from .conftest import make_image
@@ -45,7 +45,9 @@ def test_duplicates_never_span_two_splits(make_dataset):
     (root / "dog" / "stolen.png").write_bytes((root / "cat" / "cat_0.png").read_bytes())
     frame, report = data.prepare_split(root, seed=1)
     assert frame.groupby("sha256")["split"].nunique().max() == 1
-    assert len(report["duplicate_groups"]) >= 6
+    groups = sorted(sorted(g["paths"]) for g in report["duplicate_groups"])
+    assert groups == [["cat/cat_0.png", "cat/copy_0.png", "dog/stolen.png"]] + [
+        [f"cat/cat_{i}.png", f"cat/copy_{i}.png"] for i in range(1, 6)]
     conflicts = report["conflicting_duplicates"]
     assert len(conflicts) == 1 and conflicts[0]["labels"] == ["cat", "dog"]
 
@@ -68,20 +70,59 @@ def test_broken_and_hidden_files_are_skipped_with_reasons(make_dataset):
     assert not any("hidden" in p or "MACOSX" in p for p in frame["path"])
 
 
-@pytest.mark.parametrize("layout", ["train", "valid"])
-def test_presplit_layout_and_extra_top_folder(make_dataset, tmp_path, layout):
-    top = tmp_path / "archive_top" / "dataset"
-    make_dataset(per_class=8, root=top / "train")
-    make_dataset(per_class=3, root=top / layout if layout != "train" else top / "test")
+def _presplit(top: Path, other: str) -> dict[str, str]:
+    """archive_top/dataset/{train,<other>}/<class>/ with distinct images (no leak); each file's given folder."""
+    given = {}
+    for k, c in enumerate(("cat", "dog", "fox")):
+        for folder, n in (("train", 20), (other, 4)):
+            for i in range(n):
+                rel = f"{folder}/{c}/{c}_{i}.png"
+                make_image(top / "dataset" / rel, seed=1000 * k + i + (500 if folder != "train" else 0), shade=k)
+                given[rel] = folder
+    return given
+
+
+@pytest.mark.parametrize("other", ["test", "valid"])
+def test_presplit_is_resplit_by_content_by_default(tmp_path, other):
+    given = _presplit(tmp_path / "archive_top", other)
     frame, report = data.prepare_split(tmp_path / "archive_top")
-    assert report["layout"] == "presplit"
-    kept, kept_report = data.prepare_split(tmp_path / "archive_top", keep_given_split=True)
-    assert set(kept["split"]) == {"train", "val", "test"}
-    given_train = kept["path"].str.startswith("train/")
-    carved = "val" if layout == "train" else "test"  # the split the dataset lacks comes from its train only
-    assert set(kept.loc[given_train, "split"]) == {"train", carved}
-    assert kept_report["notes"] == [f"{carved}: the given split has none, so 15% of train's groups of every "
-                                    "class were carved from train (by content hash and seed)"]
+    assert report["layout"] == "presplit" and Path(report["root"]).name == "dataset"  # the extra top folder is seen through
+    assert sorted(frame["path"]) == sorted(given) and report["n_images"] == 72
+    assert (frame["label"] == frame["path"].str.split("/").str[1]).all()
+    # Re-split ignores the folders: each image's split is fixed by its content hash and the seed alone.
+    score = [split.unit_score(sha, 42) for sha in frame["sha256"]]
+    expected = ["test" if u < 0.15 else "val" if u < 0.30 else "train" for u in score]
+    assert frame["split"].tolist() == expected
+    from_other = frame[frame["path"].str.startswith(f"{other}/")]
+    assert (from_other["split"] == "train").any()  # the given test/valid folder is not kept as such
+    assert report["counts"] == {c: {s: int(((frame["label"] == c) & (frame["split"] == s)).sum())
+                                    for s in ("train", "val", "test")} for c in ("cat", "dog", "fox")}
+    assert sum(report["split_totals"].values()) == 72
+
+
+@pytest.mark.parametrize("other", ["test", "valid"])
+def test_keep_given_split_keeps_every_file_where_it_was(tmp_path, other):
+    given = _presplit(tmp_path / "archive_top", other)
+    kept, report = data.prepare_split(tmp_path / "archive_top", keep_given_split=True)
+    assert report["layout"] == "presplit" and sorted(kept["path"]) == sorted(given)
+    where = dict(zip(kept["path"], kept["split"]))
+    kept_as = "test" if other == "test" else "val"
+    carved = "val" if other == "test" else "test"  # the split the dataset lacks comes from its train only
+    for rel, folder in given.items():  # the given folder's files keep their split, file by file
+        if folder == other:
+            assert where[rel] == kept_as, rel
+    # Of train, exactly the files whose content hash draws below 15% (salted by the carved split) move.
+    train = kept[kept["path"].str.startswith("train/")]
+    moved = {p for p, sha in zip(train["path"], train["sha256"]) if split.unit_score(sha, 42, salt=carved) < 0.15}
+    assert {p for p in train["path"] if where[p] == carved} == moved
+    assert {p for p in train["path"] if where[p] == "train"} == set(train["path"]) - moved
+    for c in ("cat", "dog", "fox"):
+        n_moved = sum(p.split("/")[1] == c for p in moved)
+        assert 1 <= n_moved <= 6  # every class gives some of its 20 to the carved split
+        assert report["counts"][c] == {"train": 20 - n_moved, kept_as: 4, carved: n_moved}
+    assert report["notes"] == [f"{carved}: the given split has none, so 15% of train's groups of every "
+                               "class were carved from train (by content hash and seed)"]
+    assert report["leaks"] == []
 
 
 def test_bad_inputs_name_the_culprit(make_dataset, tmp_path):
@@ -190,7 +231,7 @@ def test_02_notebook_on_every_kaggle_shape(name, tmp_path, study_home, monkeypat
     assert str(tmp_path) not in text and "PosixPath" not in text  # no machine path as a cell result
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # balance, samples, sizes: once each
     roles = {row["role"] for row in report["explanation"]}
-    assert all(role in text for role in roles)  # the explanation table is shown
+    assert roles and all(role in text for role in roles)  # the explanation table is shown
     for folder in shape.unlabelled:
         assert folder in text
 
@@ -202,7 +243,9 @@ def test_a_given_split_that_leaks_is_reported(tmp_path):
     frame, report = data.prepare_split(root, keep_given_split=True)
     leak, = report["leaks"]  # the train copy may have gone to the val carved from train: still a leak
     assert leak["paths"] == ["Testing/glioma/copy_of_train.jpg", "Training/glioma/glioma_0.jpg"]
-    assert leak["kind"] == "exact" and leak["split"][0] == "test" and leak["split"][1] in ("train", "val")
+    sha = frame.loc[frame["path"] == "Training/glioma/glioma_0.jpg", "sha256"].item()
+    carved = split.unit_score(sha, 42, salt="val") < 0.15
+    assert leak["kind"] == "exact" and leak["split"] == ["test", "val" if carved else "train"]
     _, resplit = data.prepare_split(root)  # re-split: the copies land together, no leak
     assert resplit["leaks"] == [] and len(resplit["duplicate_groups"]) == 1
     # The report says so too, beside how the dataset was read.
