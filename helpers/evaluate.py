@@ -20,7 +20,7 @@ from sklearn.preprocessing import label_binarize
 from . import checkpoints, io, ledger, stats
 from .checkpoints import load as load_checkpoint  # noqa: F401  (re-exported for older callers)
 from .data import load_split
-from .gradcam import grad_cam
+from .gradcam import describe, grad_cam
 from .imagecache import load_resized, split_arrays
 from .inference import TTA_CHOICES, load_trained, predict_proba, set_temperature
 from .stats import expected_calibration_error, wilson_interval  # noqa: F401  (their home is stats)
@@ -197,7 +197,8 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
     cams = grad_cam(model, cfg["arch"], norm(x))
     cam_titles = [f"{preds['label'].iloc[i]} → {preds['pred'].iloc[i]}" for i in picks]
     return {"metrics": metrics, "predictions": preds, "curves": curves, "calibration": calibration_table,
-            "errors": gallery, "gradcam": ([np.array(images[i]) for i in picks], cams, cam_titles)}
+            "errors": gallery,
+            "gradcam": ([np.array(images[i]) for i in picks], cams, cam_titles, describe(model, cfg["arch"], size))}
 
 
 def _tta_effect(model, norm, images, test_y, val_images, val_y, test_probs, val_probs, device, batch_size,

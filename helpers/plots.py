@@ -122,8 +122,9 @@ def research_scatter(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def gradcam_grid(images: list[np.ndarray], cams: np.ndarray, titles: list[str], cols: int = 4) -> Figure:
-    """Test images with their Grad-CAM heatmaps laid over them."""
+def gradcam_grid(images: list[np.ndarray], cams: np.ndarray, titles: list[str], where: str = "",
+                 cols: int = 4) -> Figure:
+    """Test images with their Grad-CAM heatmaps laid over them; `where` names the layer and input size."""
     rows = max(1, int(np.ceil(len(images) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
     for ax in axes.ravel():
@@ -132,7 +133,7 @@ def gradcam_grid(images: list[np.ndarray], cams: np.ndarray, titles: list[str], 
         ax.imshow(np.transpose(img, (1, 2, 0)))
         ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
-    fig.suptitle("Grad-CAM: regions behind the predicted class")
+    fig.suptitle("Grad-CAM: regions behind the predicted class" + (f"\n{where}" if where else ""), fontsize=11)
     fig.tight_layout()
     return fig
 
