@@ -2,9 +2,10 @@
 data, and the whole head stage with its feature cache against the same stage running the frozen backbone every epoch.
 
 Every figure is printed beside its baseline, in one run, on the committed sample split as 02 splits it:
-- training step (whole network): `helpers.train.run_cycle` (head_epochs=0) fed by the memory-mapped cache that
-  `imagecache.split_arrays` builds, exactly as 03 reads it (its DataLoader, dataset and flip transform), and fed
-  by a synthetic array in RAM; the baseline is the plainest loop (slice tensors already in RAM, normalise,
+- training step (whole network): `helpers.train.run_cycle` (head_epochs=0; freeze_early=False, so that it does the
+  bare loop's arithmetic and reads the images every step; 03's default is printed too) fed by the memory-mapped
+  cache that `imagecache.split_arrays` builds, exactly as 03 reads it (its DataLoader, dataset and flip
+  transform), and fed by a synthetic array in RAM; the baseline is the plainest loop (slice tensors already in RAM, normalise,
   forward, backward, AdamW step), same model, weights, batch, size, channels_last and frozen BatchNorm;
 - head stage: `run_cycle` with the default head_epochs and epochs=0 (model build, feature extraction of train
   and val, the head epochs, validation and checkpoints: the user's wall time) against the same stage without the
@@ -20,6 +21,7 @@ Usage: python benchmarks/bench_train.py [--arch efficientnet-lite0] [--size 80] 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -51,6 +53,18 @@ def sample_split(size: int, cache_root: Path, n_steps: int):
     for a in (train_x, val_x, sub_x):
         assert isinstance(a, np.memmap), "the cache must be the memory-mapped file, as 03 reads it"
     return classes, (train_x, train_y), (val_x, val_y), (sub_x, sub_y)
+
+
+def kit_config(same_computation: bool = True, **values):
+    """03's TrainConfig; same_computation turns off what changes the arithmetic (freeze_early, where it exists)."""
+    if same_computation and has_freeze_early():
+        values["freeze_early"] = False  # otherwise the early layers' cached output replaces them every epoch
+    return train.TrainConfig(**values)
+
+
+def has_freeze_early() -> bool:
+    """Whether 03 has the freeze_early option (frozen early layers, their output cached)."""
+    return "freeze_early" in {f.name for f in dataclasses.fields(train.TrainConfig)}
 
 
 def kit_cycle(cfg, train_x, train_y, val_x, val_y, device) -> tuple[float, list[float]]:
@@ -170,15 +184,22 @@ def main() -> None:
         synthetic = np.random.default_rng(0).integers(0, 255, real.shape, dtype=np.uint8)
         base = {"arch": args.arch, "classes": classes, "image_size": args.size, "batch_size": args.batch,
                 "weights": weights, "device": str(device)}
-        step_cfg = train.TrainConfig(**base, head_epochs=0, epochs=args.epochs, patience=0)
+        step_cfg = kit_config(**base, head_epochs=0, epochs=args.epochs, patience=0)
         one_val = (val_x[:args.batch], val_y[:args.batch])
         torch.manual_seed(0)
-        bare = bare_step_rate(fresh_model(args.arch, len(classes), weights, device), args.arch,
-                              torch.from_numpy(synthetic), torch.as_tensor(labels), args.batch, args.epochs,
-                              step_cfg.lr, device)
+
+        def bare_run() -> float:
+            return bare_step_rate(fresh_model(args.arch, len(classes), weights, device), args.arch,
+                                  torch.from_numpy(synthetic), torch.as_tensor(labels), args.batch, args.epochs,
+                                  step_cfg.lr, device)
+        bare_first = bare_run()
         ours_syn = our_step_rate(step_cfg, synthetic, labels, *one_val, device)
         ours_real = our_step_rate(step_cfg, real, labels, *one_val, device)
-        head_cfg = train.TrainConfig(**base, head_epochs=args.head_epochs, epochs=0, patience=0)
+        ours_default = (our_step_rate(kit_config(False, **base, head_epochs=0, epochs=args.epochs, patience=0),
+                                      real, labels, *one_val, device) if has_freeze_early() else None)
+        bare_last = bare_run()  # before and after ours: the faster is the baseline (the strongest one)
+        bare = max(bare_first, bare_last)
+        head_cfg = kit_config(**base, head_epochs=args.head_epochs, epochs=0, patience=0)
         with_cache, _ = kit_cycle(head_cfg, train_x, train_y, val_x, val_y, device)
         without = head_stage_without_cache(args.arch, classes, weights, train_x, train_y, val_x, val_y,
                                            args.head_epochs, args.batch, head_cfg.lr, device)
@@ -187,12 +208,18 @@ def main() -> None:
           f"({weights} weights) at {args.size} px, batch {args.batch}; sample split {len(train_y)} train / "
           f"{len(val_y)} val")
     print(f"\ntraining step (whole network, {n} images an epoch, median of epochs 2..{args.epochs})")
+    print(f"bare loop run before and after ours: {bare_first:.1f} and {bare_last:.1f} img/s; the faster is its figure")
     print(f"{'comparison':62s} {'ours img/s':>10s} {'baseline':>9s} {'ratio':>6s}")
     for name, ours, theirs in (
             ("03's loop vs a bare loop, both on synthetic data in RAM", ours_syn, bare),
             ("03's loop: real memory-mapped cache vs synthetic data in RAM", ours_real, ours_syn),
             ("03's loop on the real cache vs a bare loop on synthetic data", ours_real, bare)):
         print(f"{name:62s} {ours:10.1f} {theirs:9.1f} {ours / theirs:6.2f}")
+    if ours_default is not None:
+        print("(above: freeze_early=False, the same arithmetic as the bare loop; 03's default freezes the early "
+              "layers and trains on their cached output:)")
+        print(f"{'03 default (freeze_early) on the real cache vs the bare loop':62s} {ours_default:10.1f} "
+              f"{bare:9.1f} {ours_default / bare:6.2f}")
     print(f"\nhead stage, {args.head_epochs} epochs over {len(train_y)} train + {len(val_y)} val images "
           "(model build, validation and checkpoints included)")
     print(f"{'with the feature cache (extraction included)':62s} {with_cache:9.1f} s")
