@@ -4,7 +4,8 @@ Each seed is one split of the committed sample (02's `seed`) and one training se
 cycle's best validation accuracy, the figure 03 selects checkpoints by. The test split is never read.
 
 Usage: python benchmarks/choose_defaults.py [--seeds 1 2 3] [--candidates 64:5:7 80:5:7] [--out results.csv]
-       a candidate is image_size:head_epochs:epochs; runs go seed by seed so a partial run covers every candidate.
+       a candidate is image_size:head_epochs:epochs, optionally followed by :name=value settings of 03
+       (e.g. 80:5:7:freeze_early=False:lr=0.001); runs go seed by seed so a partial run covers every candidate.
 """
 
 from __future__ import annotations
@@ -30,18 +31,18 @@ def split_arrays(frame, classes: list[str], split: str, size: int, cache: Path):
 
 
 def one_run(root: Path, seed: int, size: int, head_epochs: int, epochs: int, device: torch.device,
-            arch: str, work: Path) -> dict:
+            arch: str, work: Path, settings: dict | None = None) -> dict:
     """Train one cycle of the default recipe on one seed's split; return its best validation accuracy."""
     frame, report = data.prepare_split(root, seed=seed)
     frame["file"] = [str(Path(report["root"]) / p) for p in frame["path"]]
     classes = report["classes"]
     cfg = train.TrainConfig(arch=arch, classes=classes, image_size=size, head_epochs=head_epochs, epochs=epochs,
-                            seed=seed, device=str(device))
-    run_dir = work / f"run-{size}-{head_epochs}-{epochs}-{seed}"
+                            seed=seed, device=str(device), **(settings or {}))
+    run_dir = work / f"run-{size}-{head_epochs}-{epochs}-{seed}-{len(list(work.glob('run-*')))}"
     t0 = time.perf_counter()
     row = train.run_cycle(cfg, run_dir, *split_arrays(frame, classes, "train", size, work / "cache"),
                           *split_arrays(frame, classes, "val", size, work / "cache"), device, progress=False)
-    return {"image_size": size, "head_epochs": head_epochs, "epochs": epochs, "seed": seed,
+    return {"candidate": _name(size, head_epochs, epochs, settings), "seed": seed,
             "best_val_accuracy": float(row["best_val_accuracy"]), "best_epoch": row["best_epoch"],
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -58,14 +59,14 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     root = data.resolve_dataset(args.dataset)
-    candidates = [tuple(int(v) for v in c.split(":")) for c in args.candidates]
+    candidates = [_parse(c) for c in args.candidates]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            for size, head_epochs, epochs in candidates:
-                r = one_run(root, seed, size, head_epochs, epochs, device, args.arch, Path(tmp))
+            for size, head_epochs, epochs, settings in candidates:
+                r = one_run(root, seed, size, head_epochs, epochs, device, args.arch, Path(tmp), settings)
                 rows.append(r)
-                print(f"{size}px {head_epochs}+{epochs} epochs seed {seed}: best val accuracy "
+                print(f"{r['candidate']} seed {seed}: best val accuracy "
                       f"{r['best_val_accuracy']:.4f} (epoch {r['best_epoch']}), {r['seconds']:.0f} s", flush=True)
                 if args.out:
                     new = not args.out.exists()
@@ -76,13 +77,26 @@ def main() -> None:
                         w.writerow(r)
     print(f"\n{args.arch} on {args.dataset}, device {device}; best validation accuracy per candidate "
           "(test never read)")
-    print(f"{'candidate':>16s} {'seeds':>5s} {'mean':>7s} {'sd':>7s} {'min':>7s} {'max':>7s} {'s/run':>7s}")
-    for size, head_epochs, epochs in candidates:
-        mine = [r for r in rows if (r["image_size"], r["head_epochs"], r["epochs"]) == (size, head_epochs, epochs)]
+    print(f"{'candidate':>36s} {'seeds':>5s} {'mean':>7s} {'sd':>7s} {'min':>7s} {'max':>7s} {'s/run':>7s}")
+    for candidate in candidates:
+        name = _name(*candidate)
+        mine = [r for r in rows if r["candidate"] == name]
         acc = [r["best_val_accuracy"] for r in mine]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
-        print(f"{f'{size}px {head_epochs}+{epochs}':>16s} {len(acc):5d} {statistics.mean(acc):7.4f} {sd:7.4f} "
+        print(f"{name:>36s} {len(acc):5d} {statistics.mean(acc):7.4f} {sd:7.4f} "
               f"{min(acc):7.4f} {max(acc):7.4f} {statistics.mean(r['seconds'] for r in mine):7.0f}")
+
+
+def _parse(text: str) -> tuple[int, int, int, dict]:
+    """image_size:head_epochs:epochs[:name=value...] → its numbers and TrainConfig settings (typed by the schema)."""
+    from helpers.params import coerce
+    size, head, epochs, *rest = text.split(":")
+    return int(size), int(head), int(epochs), {k: coerce(k, v) for k, v in (r.split("=", 1) for r in rest)}
+
+
+def _name(size: int, head_epochs: int, epochs: int, settings: dict | None) -> str:
+    """A candidate as printed: 80px 5+7 freeze_early=False."""
+    return " ".join([f"{size}px {head_epochs}+{epochs}", *(f"{k}={v}" for k, v in (settings or {}).items())])
 
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ SCHEMA: list[Param] = [
       check=_check_label_smoothing, values="0 ≤ x < 1"),
     P("augment", str, "flip", ("03_train",), "train-time augmentation", choices=("none", "flip", "crop")),
     P("freeze_bn", bool, True, ("03_train",), "keep BatchNorm statistics frozen (stable at small batches)"),
+    P("freeze_early", bool, True, ("03_train",), "keep the stem and stride-4 layers frozen at their pretrained "
+      "weights and train the rest on their cached output (about 2× faster epochs)"),
     P("patience", int, 0, ("03_train",), "stop after this many epochs without a better val accuracy (0: never)",
       minimum=0),
     P("unfreeze", str, "all", ("03_train",), "stage 2 trains `all` blocks, or only this many top blocks",

@@ -19,9 +19,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoints, distributed, imagecache, ledger, params, tracking
+from . import checkpoints, distributed, frozen, imagecache, ledger, params, tracking
 from .checkpoints import CheckpointError, load as load_checkpoint
 from .devices import device_name
 from .imagecache import CachedImages
@@ -60,6 +60,7 @@ class TrainConfig:
     label_smoothing: float = _DEFAULTS["label_smoothing"]
     warmup_epochs: float = 0.5
     freeze_bn: bool = _DEFAULTS["freeze_bn"]
+    freeze_early: bool = _DEFAULTS["freeze_early"]
     augment: str = _DEFAULTS["augment"]
     patience: int = _DEFAULTS["patience"]
     unfreeze: str = _DEFAULTS["unfreeze"]
@@ -227,11 +228,16 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
 
 
 def _train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.device, generator: torch.Generator,
-                  seed: int) -> DataLoader:
-    """The training DataLoader: this process's share through a seeded DistributedSampler (one replica alone)."""
-    dataset = CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size))
+                  seed: int, dataset: Dataset | None = None) -> DataLoader:
+    """The training DataLoader: this process's share through a seeded DistributedSampler (one replica alone).
+
+    `dataset` replaces the images (the frozen early units' cached output, in memory: read without workers).
+    """
+    workers = 0 if dataset is not None else loader_workers(cfg, device)
+    if dataset is None:
+        dataset = CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size))
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=distributed.sampler(dataset, seed),
-                      generator=generator, **imagecache.loader_options(loader_workers(cfg, device), device))
+                      generator=generator, **imagecache.loader_options(workers, device))
 
 
 def _compiled(model: nn.Module, cfg: TrainConfig, device: torch.device, progress: bool) -> nn.Module:
@@ -285,6 +291,7 @@ class Cycle:
     scheduler: Any = None
     stage: str | None = None
     feats: tuple | None = None
+    early: Any = None  # freeze_early: the frozen units' count and, when they fit in memory, their cached output
     forward: Any = None  # the network as the full stage calls it: DDP- and/or torch.compile-wrapped
     loader: Any = None  # one DataLoader per cycle, so persistent workers live across epochs
     progress: bool = True
@@ -469,8 +476,13 @@ def _enter_stage(c: Cycle, stage: str, n_train: int, train_images: np.ndarray, v
     # Each of N processes sees a 1/N share of the images per epoch (DistributedSampler).
     steps_per_epoch = max(1, math.ceil(math.ceil(n_train / distributed.world_size()) / cfg.batch_size))
     set_trainable(c.model, cfg.arch, stage, cfg.unfreeze)
+    if cfg.freeze_early and c.early is None:
+        c.early = _early(c, train_images, val_images)
+    if c.early is not None:
+        frozen.freeze(c.model, cfg.arch, c.early.rest.k)
     if stage == "full":  # DDP registers only what trains now, so wrap after set_trainable
-        c.forward = _compiled(distributed.wrap(c.model, c.device), cfg, c.device, c.progress)
+        net = c.early.rest if c.early is not None else c.model
+        c.forward = _compiled(distributed.wrap(net, c.device), cfg, c.device, c.progress)
     c.optimizer = _optimizer(c.model, cfg, head_only)
     total = (cfg.head_epochs if head_only else cfg.epochs) * steps_per_epoch
     if head_only:
@@ -481,9 +493,43 @@ def _enter_stage(c: Cycle, stage: str, n_train: int, train_images: np.ndarray, v
         c.optimizer.load_state_dict(c.resume["optimizer"])
         c.scheduler.load_state_dict(c.resume["scheduler"])
     if head_only and c.feats is None:
-        workers = loader_workers(cfg, c.device)
-        c.feats = (extract_features(c.model, cfg.arch, c.norm, train_images, c.device, workers=workers),
-                   extract_features(c.model, cfg.arch, c.norm, val_images, c.device, workers=workers))
+        if c.early is not None and c.early.train is not None:  # the backbone's rest on the cached early output
+            c.feats = tuple(frozen.pooled_features(c.early.rest, f, c.device) for f in (c.early.train, c.early.val))
+        else:
+            workers = loader_workers(cfg, c.device)
+            c.feats = (extract_features(c.model, cfg.arch, c.norm, train_images, c.device, workers=workers),
+                       extract_features(c.model, cfg.arch, c.norm, val_images, c.device, workers=workers))
+
+
+@dataclass
+class Early:
+    """The frozen early units (`rest` runs the network after them) and their cached output, when cached."""
+
+    rest: frozen.Rest
+    train: torch.Tensor | None = None
+    mirrored: torch.Tensor | None = None
+    val: torch.Tensor | None = None
+
+
+def _early(c: Cycle, train_images, val_images) -> Early | None:
+    """freeze_early: how many units to freeze and, when augmentation and memory allow, their cached output."""
+    cfg = c.cfg
+    k = frozen.early_units(c.model, cfg.arch, cfg.image_size)
+    if k == 0:
+        return None
+    mirror = cfg.augment == "flip"
+    n = len(train_images) * (2 if mirror else 1) + len(val_images)
+    if cfg.augment == "crop" or not frozen.fits(frozen.cache_bytes(c.model, cfg.arch, k, cfg.image_size, n)):
+        return Early(frozen.Rest(c.model, cfg.arch, k, cached=False))  # frozen, but run on every image
+    workers = loader_workers(cfg, c.device)
+    t0 = time.perf_counter()
+    feats = [frozen.early_features(c.model, cfg.arch, k, c.norm, imgs, c.device, flip=flip, workers=workers)
+             for imgs, flip in ((train_images, False), (train_images, True), (val_images, False)) if flip <= mirror]
+    if c.progress:
+        print(f"frozen early layers ({k} units): output cached for {n} images in {time.perf_counter() - t0:.1f}s",
+              flush=True)
+    train, *rest = feats
+    return Early(frozen.Rest(c.model, cfg.arch, k), train, rest[0] if mirror else None, rest[-1])
 
 
 def _fit_epoch(c: Cycle, epoch: int, train_images: np.ndarray, train_labels: list[int]) -> tuple[float, float, float]:
@@ -491,10 +537,14 @@ def _fit_epoch(c: Cycle, epoch: int, train_images: np.ndarray, train_labels: lis
     if c.stage == "head":
         return _head_epoch(c.model, c.cfg, c.feats[0], torch.as_tensor(train_labels), c.optimizer, c.scheduler,
                            c.criterion, c.generator, c.device)
+    cached = c.early is not None and c.early.train is not None
     if c.loader is None:
-        c.loader = _train_loader(c.cfg, train_images, train_labels, c.device, c.generator, c.cfg.seed + c.number)
+        dataset = frozen.EarlyFeatureSet(c.early.train, train_labels, c.early.mirrored) if cached else None
+        c.loader = _train_loader(c.cfg, train_images, train_labels, c.device, c.generator, c.cfg.seed + c.number,
+                                 dataset)
     c.loader.sampler.set_epoch(epoch)  # a new order every epoch, the same on every rank and on resume
-    loss, acc, lr, micro = _full_epoch(c.forward, c.cfg, c.norm, train_images, train_labels, c.optimizer,
+    norm = nn.Identity() if cached else c.norm  # cached early output is already past the normalisation
+    loss, acc, lr, micro = _full_epoch(c.forward, c.cfg, norm, train_images, train_labels, c.optimizer,
                                        c.scheduler, c.scaler, c.criterion, c.generator, c.device, epoch,
                                        c.progress, c.state.get("micro_batch", 0), loader=c.loader)
     c.state["micro_batch"] = micro
@@ -508,8 +558,11 @@ def _validate(c: Cycle, val_images: np.ndarray, val_labels: list[int]) -> tuple[
         with torch.no_grad():
             logits = head_of(c.model, c.cfg.arch).eval()(c.feats[1]).cpu()
         return float(nn.functional.cross_entropy(logits, y_val)), float((logits.argmax(1) == y_val).float().mean())
-    probs = torch.from_numpy(predict_proba(c.model, c.norm, val_images, c.device,
-                                           workers=loader_workers(c.cfg, c.device)))
+    if c.early is not None and c.early.val is not None:
+        probs = torch.from_numpy(frozen.rest_proba(c.early.rest, c.early.val, c.device))
+    else:
+        probs = torch.from_numpy(predict_proba(c.model, c.norm, val_images, c.device,
+                                               workers=loader_workers(c.cfg, c.device)))
     return (float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y_val)),
             float((probs.argmax(1) == y_val).float().mean()))
 
