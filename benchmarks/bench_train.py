@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import statistics
 import tempfile
 import time
@@ -77,10 +78,19 @@ def kit_cycle(cfg, train_x, train_y, val_x, val_y, device) -> tuple[float, list[
     return wall, [float(s) for s in history["seconds"]]
 
 
-def our_step_rate(cfg, images, labels, val_x, val_y, device) -> float:
+def cores_used(fn, *args):
+    """fn(*args) and the cores this process kept busy meanwhile (CPU seconds / wall seconds): below the
+    thread count, other work shared the machine."""
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    out = fn(*args)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return out, (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / (time.perf_counter() - t0)
+
+
+def our_step_rate(cfg, images, labels, val_x, val_y, device) -> tuple[float, list[float]]:
     """Images/s of 03's whole-network epochs after the first (each epoch's seconds include one val batch)."""
     _, seconds = kit_cycle(cfg, images, labels, val_x, val_y, device)
-    return len(labels) / statistics.median(seconds[1:])
+    return len(labels) / statistics.median(seconds[1:]), seconds
 
 
 def fresh_model(arch: str, n_classes: int, weights: str, device: torch.device) -> nn.Module:
@@ -192,12 +202,20 @@ def main() -> None:
             return bare_step_rate(fresh_model(args.arch, len(classes), weights, device), args.arch,
                                   torch.from_numpy(synthetic), torch.as_tensor(labels), args.batch, args.epochs,
                                   step_cfg.lr, device)
-        bare_first = bare_run()
-        ours_syn = our_step_rate(step_cfg, synthetic, labels, *one_val, device)
-        ours_real = our_step_rate(step_cfg, real, labels, *one_val, device)
-        ours_default = (our_step_rate(kit_config(False, **base, head_epochs=0, epochs=args.epochs, patience=0),
-                                      real, labels, *one_val, device) if has_freeze_early() else None)
-        bare_last = bare_run()  # before and after ours: the faster is the baseline (the strongest one)
+        log = []
+        bare_first, busy = cores_used(bare_run)
+        log.append(("bare loop (first)", [], busy))
+        (ours_syn, secs), busy = cores_used(our_step_rate, step_cfg, synthetic, labels, *one_val, device)
+        log.append(("03, synthetic", secs, busy))
+        (ours_real, secs), busy = cores_used(our_step_rate, step_cfg, real, labels, *one_val, device)
+        log.append(("03, real cache", secs, busy))
+        ours_default = None
+        if has_freeze_early():
+            default_cfg = kit_config(False, **base, head_epochs=0, epochs=args.epochs, patience=0)
+            (ours_default, secs), busy = cores_used(our_step_rate, default_cfg, real, labels, *one_val, device)
+            log.append(("03 default, real cache", secs, busy))
+        bare_last, busy = cores_used(bare_run)
+        log.append(("bare loop (last)", [], busy))  # before and after ours: the faster is the baseline (the strongest one)
         bare = max(bare_first, bare_last)
         head_cfg = kit_config(**base, head_epochs=args.head_epochs, epochs=0, patience=0)
         with_cache, _ = kit_cycle(head_cfg, train_x, train_y, val_x, val_y, device)
@@ -208,6 +226,8 @@ def main() -> None:
           f"({weights} weights) at {args.size} px, batch {args.batch}; sample split {len(train_y)} train / "
           f"{len(val_y)} val")
     print(f"\ntraining step (whole network, {n} images an epoch, median of epochs 2..{args.epochs})")
+    for name, secs, busy in log:
+        print(f"  {name}: {busy:.2f} cores busy" + (f", epochs {', '.join(f'{x:.1f}' for x in secs)} s" if secs else ""))
     print(f"bare loop run before and after ours: {bare_first:.1f} and {bare_last:.1f} img/s; the faster is its figure")
     print(f"{'comparison':62s} {'ours img/s':>10s} {'baseline':>9s} {'ratio':>6s}")
     for name, ours, theirs in (
