@@ -51,6 +51,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_loader.py
+	$(PY) benchmarks/bench_channels_last.py
+	$(PY) benchmarks/bench_vs_bare.py
 
 clean-venv:
 	rm -rf $(VENV)
