@@ -96,6 +96,7 @@ def ours(seed: int, home: Path, extra: list[list[str]]) -> dict:
         stages[nb] = meta["duration"]
     metrics = json.loads((run / "metrics.json").read_text())
     return {"seconds": wall, "stages": stages, "test_accuracy": metrics["test_accuracy"],
+            "val_accuracy": metrics["selection"]["val_accuracy"],
             "image_size": int(json.loads((run / "params.json").read_text()).get("image_size", 0) or 0), "run": run}
 
 
@@ -131,7 +132,7 @@ def main() -> None:
         rows.append((seed, mine, bare))
         st = mine["stages"]
         print(f"seed {seed}: ours {mine['seconds']:.0f} s (02 {st['02_data']:.0f}, 03 {st['03_train']:.0f}, "
-              f"04 {st['04_evaluate']:.0f}) test {mine['test_accuracy']:.4f} | bare loop {bare['seconds']:.0f} s "
+              f"04 {st['04_evaluate']:.0f}) best val {mine['val_accuracy']:.4f} test {mine['test_accuracy']:.4f} | bare loop {bare['seconds']:.0f} s "
               f"test {bare['test_accuracy']:.4f} | time ratio {mine['seconds'] / bare['seconds']:.2f}", flush=True)
     print(f"\n{len(rows)} seeds, input {size} px, bare loop: {args.epochs} epochs AdamW lr {args.lr}, "
           f"batch {args.batch}, {args.workers} workers; ours: defaults{' ' + str(args.p) if args.p else ''}")
