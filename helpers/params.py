@@ -78,6 +78,13 @@ def _check_research_archs(value: str) -> None:
         raise ParameterError("research_archs is empty; name at least one architecture.")
 
 
+def _check_memory_batches(value: str) -> None:
+    bad = [b for b in parse_list(value) if not (b.isdigit() and int(b) >= 1)]
+    if bad:
+        raise ParameterError(f"research_memory_batches has {bad}; give comma-separated batch sizes ≥ 1, "
+                             "like 8,16, or leave it empty.")
+
+
 def _check_weights(value: str) -> None:
     if value not in ("imagenet", "none") and not Path(value).expanduser().is_file():
         raise ParameterError(f"weights={value!r}: no such file; give imagenet, none, or the path of a "
@@ -160,6 +167,13 @@ SCHEMA: list[Param] = [
       check=_check_research_archs, values="comma-separated archs (default: all nine)"),
     P("research_batch_size", int, 8, ("01_research",), "batch of 01's throughput and training-step measurements",
       minimum=1),
+    P("research_repeats", int, 5, ("01_research",),
+      "01 times each figure up to this many runs after a warm-up (fewer when one run takes over 2 s)", minimum=1),
+    P("research_reuse", bool, True, ("01_research",),
+      "01 reuses figures measured earlier on this machine with the same torch, device, threads and settings"),
+    P("research_memory_batches", str, "8,16", ("01_research",),
+      "batches at which 01 measures a training step's peak memory of its largest EfficientNet (empty: none)",
+      check=_check_memory_batches, values="comma-separated integers ≥ 1, or empty"),
     P("bakeoff_epochs", int, 0, ("01_research",),
       "above 0, 01 also fine-tunes each candidate whose weights are available for this many epochs", minimum=0),
     P("image_size", int, 0, ("01_research", "03_train"),

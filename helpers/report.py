@@ -8,16 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, paths
-from .research import alignments, claim_checks, qualitative_table, readable
+from .research import as_markdown, claim_checks, qualitative_table, readable, study_note
 
 TEXT = {
     "ru": {
         "title": "Отчет о выполнении задания",
         "run": "Запуск", "s1": "1. Исследование архитектур", "s2": "2. Подготовка данных", "s3": "3. Модель",
         "s4": "4. Результаты обучения",
-        "measured": "Измерено на этой машине ({device}, вход {size}×{size} px): параметры — у конфигурации "
-                    "ImageNet на 1000 классов; GFLOPs — по torch.utils.flop_counter (2 операции на умножение-сложение); "
-                    "задержка — батч 1, медиана; пропускная способность — изображений в секунду.",
         "claims": "Проверка цитируемых утверждений", "no_research": "Исследование не запускалось (нет research.csv).",
         "source": "Источник", "layout": "Структура", "images": "Изображений", "classes": "Классов",
         "split": "Разделение на выборки (тренировка/валидация/тест)", "seed": "зерно генератора",
@@ -84,9 +81,6 @@ TEXT = {
         "title": "Assignment report",
         "run": "Run", "s1": "1. Architecture study", "s2": "2. Data preparation", "s3": "3. Model",
         "s4": "4. Training results",
-        "measured": "Measured on this machine ({device}, {size}×{size} px input): parameters of the 1000-class "
-                    "ImageNet configuration; GFLOPs by torch.utils.flop_counter (2 per multiply-add); latency at "
-                    "batch 1, median; throughput in images per second.",
         "claims": "Quoted claims checked", "no_research": "The study was not run (no research.csv).",
         "source": "Source", "layout": "Layout", "images": "Images", "classes": "Classes",
         "split": "Split (train/validation/test)", "seed": "seed",
@@ -245,9 +239,11 @@ def render(run_id: str, lang: str = "ru") -> str:
     research = _read(run_dir, "research.csv")
     if research is not None and len(research):
         study_table = readable(research, lang)
-        lines += [t["measured"].format(device=research["device"].iloc[0], size=int(research["image_size"].iloc[0])), "",
-                  study_table.to_markdown(index=False, disable_numparse=True, colalign=alignments(study_table)), ""]
-        checks = claim_checks(research, lang)
+        memory = _read(run_dir, "research_memory.csv")
+        repeats = params.get("notebooks", {}).get("01_research", {}).get("parameters", {}).get("research_repeats")
+        lines += [study_note(research, lang, memory, repeats), "",
+                  as_markdown(study_table), ""]
+        checks = claim_checks(research, lang, memory)
         if len(checks):
             lines += [f"**{t['claims']}**", "", checks.to_markdown(index=False), ""]
         _figure(lines, figures, "research_latency_accuracy.png", t["fig_research"])

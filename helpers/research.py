@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import gc
-import json
-import resource
-import statistics
 import time
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from . import paths
-from .models import arch_spec, build_model, count_parameters, head_of, published_top1
+from . import measure
+from .models import arch_spec
 
 RESEARCH_COLUMNS = ["arch", "family", "params_m", "head_params", "gflops", "latency_ms", "throughput_ips",
-                    "train_ips", "peak_mem_mb", "imagenet_top1", "source", "image_size", "device"]
+                    "train_ips", "peak_mem_mb", "imagenet_top1", "source", "image_size", "native_size", "batch_size",
+                    "latency_runs", "throughput_runs", "train_runs", "mem_measure", "device", "threads",
+                    "measured_at", "reused"]
+MEMORY_COLUMNS = ["arch", "image_size", "batch_size", "peak_mem_mb", "step_seconds", "mem_measure", "device",
+                  "measured_at", "reused"]
 
 # The write-up's own table (section 1), kept verbatim in Russian and translated for lang=en.
 QUALITATIVE = {
@@ -61,123 +58,94 @@ def qualitative_table(lang: str = "ru") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _peak_rss_reset() -> bool:
-    """Reset the kernel's peak-RSS mark for this process (Linux); False where unsupported."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+def sizes_for(archs: list[str], image_size: int = 0) -> dict[str, int]:
+    """The input size each architecture is measured at: its own native size, or `image_size` when given."""
+    return {arch: image_size or arch_spec(arch).native_size for arch in archs}
 
 
-def _rss_mb(field: str) -> float:
-    """A memory figure of this process from /proc (VmHWM: peak, VmRSS: current) in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `fn` after warm-up runs, synchronising CUDA."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 8, num_classes: int = 10,
-            repeats: int = 3, train_step: bool = True) -> dict:
-    """Measure one architecture: parameters, FLOPs, latency, throughput, a training step, peak memory."""
-    spec = arch_spec(arch)
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    base = _rss_mb("VmRSS")
-    reset = _peak_rss_reset()
-    model = build_model(arch, 1000, "none")
-    params = count_parameters(model)
-    in_features = getattr(head_of(model, arch), "in_features", None) or model.classifier[-1].in_features
-    head_params = in_features * num_classes + num_classes
-    model = model.to(device).eval()
-    x1 = torch.randn(1, 3, image_size, image_size, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x1)
-    flops = counter.get_total_flops()
-    with torch.no_grad():
-        latency = _median_seconds(lambda: model(x1), repeats + 2)
-        xb = torch.randn(batch_size, 3, image_size, image_size, device=device)
-        batch_time = _median_seconds(lambda: model(xb), repeats)
-    train_ips = None
-    if train_step:
-        model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        y = torch.randint(0, 1000, (batch_size,), device=device)
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(xb), y).backward()
-            opt.step()
-        train_ips = batch_size / _median_seconds(step, max(1, repeats - 2))  # the slowest figure to take
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak = _rss_mb("VmHWM") - base if reset else float("nan")
-    top1, source = published_top1(arch)
-    return {"arch": arch, "family": spec.family, "params_m": round(params / 1e6, 6), "head_params": head_params,
-            "gflops": round(flops / 1e9, 3), "latency_ms": round(latency * 1000, 2),
-            "throughput_ips": round(batch_size / batch_time, 1),
-            "train_ips": round(train_ips, 2) if train_ips else None, "peak_mem_mb": round(peak, 1),
-            "imagenet_top1": top1, "source": source, "image_size": image_size, "device": str(device)}
+def memory_arch(archs: list[str]) -> str | None:
+    """The EfficientNet the memory claim is checked on: the study's largest (the write-up's B4 by default)."""
+    effnets = [a for a in archs if arch_spec(a).family == "EfficientNet"]
+    return max(effnets, key=lambda a: (arch_spec(a).native_size, a)) if effnets else None
 
 
 def study(archs: list[str], image_size: int, device: torch.device, batch_size: int, num_classes: int = 10,
-          progress: bool = True) -> pd.DataFrame:
-    """research.csv's frame: one measured row per architecture."""
-    for arch in archs:
-        arch_spec(arch)
-    rows = []
-    # Each architecture is measured in a fresh process: memory freed by one model stays with the
-    # allocator and would hide the next one's peak.
-    for arch in archs:
-        t0 = time.perf_counter()
-        request = json.dumps({"arch": arch, "image_size": image_size, "device": str(device),
-                              "batch_size": batch_size, "num_classes": num_classes,
-                              "threads": torch.get_num_threads()})
-        done = subprocess.run([sys.executable, "-m", "helpers.research", request], capture_output=True,
-                              text=True, cwd=paths.PROJECT_ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"measuring {arch} failed: {done.stderr.strip().splitlines()[-1:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        if progress:
-            print(f"{arch}: {time.perf_counter() - t0:.1f}s", flush=True)
-    return pd.DataFrame(rows, columns=RESEARCH_COLUMNS)
+          repeats: int = 5, reuse: bool = True, memory_batches: list[int] | None = None,
+          progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(research.csv, research_memory.csv): one measured row per architecture, each at its own size, and the
+    peak memory of a training step of the study's largest EfficientNet at `memory_batches`, at its native size.
+
+    Every figure comes from a fresh process (see helpers.measure); with `reuse`, one measured earlier on this
+    machine with the same libraries, device, threads and request is taken from the cache instead.
+    """
+    sizes = sizes_for(archs, image_size)
+    machine = measure.machine_key(device, torch.get_num_threads())
+    rows, memory = [], []
+    with measure.Measurer() as measurer:
+        for arch in archs:
+            t0 = time.perf_counter()
+            request = {"kind": "row", "arch": arch, "image_size": sizes[arch], "device": str(device),
+                       "batch_size": batch_size, "num_classes": num_classes, "repeats": repeats}
+            rows.append(measure.cached(request, machine, measurer, reuse))
+            if progress:
+                _say(arch, sizes[arch], batch_size, rows[-1], time.perf_counter() - t0)
+        target = memory_arch(archs)
+        for batch in (memory_batches or []) if target else []:
+            native = arch_spec(target).native_size
+            same = [r for r in rows if r["arch"] == target and r["image_size"] == native and r["batch_size"] == batch]
+            if same:  # the row's own process already took a training step at this batch and size
+                r = same[0]
+                memory.append({k: r[k] for k in ("arch", "image_size", "batch_size", "peak_mem_mb", "mem_measure",
+                                                 "device", "measured_at", "reused")}
+                              | {"step_seconds": round(batch / r["train_ips"], 2) if r.get("train_ips") else None})
+                continue
+            t0 = time.perf_counter()
+            request = {"kind": "memory", "arch": target, "image_size": native, "device": str(device),
+                       "batch_size": batch, "num_classes": num_classes}
+            memory.append(measure.cached(request, machine, measurer, reuse))
+            if progress:
+                _say(target, native, batch, memory[-1], time.perf_counter() - t0, "memory of a training step")
+    table = pd.DataFrame(rows)
+    table["threads"] = machine["threads"]
+    return table.reindex(columns=RESEARCH_COLUMNS), pd.DataFrame(memory).reindex(columns=MEMORY_COLUMNS)
+
+
+def _say(arch: str, size: int, batch: int, result: dict, seconds: float, what: str = "") -> None:
+    """One progress line: what was measured, at which size, and whether it was reused."""
+    how = f"reused (measured {result['measured_at']})" if result.get("reused") else f"{seconds:.1f}s"
+    print(f"{arch} at {size} px, batch {batch}{', ' + what if what else ''}: {how}", flush=True)
+
+
+def scatter_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows measured at their native size, the resolution their published top-1 was measured at."""
+    native = table["arch"].map(lambda a: arch_spec(a).native_size)
+    return table[table["image_size"] == native]
+
+
+def scatter_table(table: pd.DataFrame) -> pd.DataFrame:
+    """`scatter_rows`, each named with its input size ('efficientnet-b4 · 380 px') for the figure's labels."""
+    rows = scatter_rows(table).copy()
+    rows["arch"] = rows["arch"] + " · " + rows["image_size"].astype(int).astype(str) + " px"
+    return rows
 
 
 # research.csv keeps short machine names; a reader sees words with units, in the report's language.
+# {batch} is the batch the figure was measured at.
 COLUMN_TITLES = {
     "arch": ("Архитектура", "Architecture"),
     "family": ("Семейство", "Family"),
+    "image_size": ("Вход, px", "Input, px"),
     "params_m": ("Параметры, млн", "Parameters, M"),
     "head_params": ("Параметры новой головы", "New head parameters"),
     "gflops": ("Вычисления, GFLOPs", "Compute, GFLOPs"),
     "latency_ms": ("Задержка (батч 1), мс", "Latency (batch 1), ms"),
-    "throughput_ips": ("Пропускная способность, изобр./с", "Throughput, images/s"),
-    "train_ips": ("Шаг обучения, изобр./с", "Training step, images/s"),
-    "peak_mem_mb": ("Пиковая память, МБ", "Peak memory, MB"),
+    "throughput_ips": ("Пропускная способность (батч {batch}), изобр./с", "Throughput (batch {batch}), images/s"),
+    "train_ips": ("Шаг обучения (батч {batch}), изобр./с", "Training step (batch {batch}), images/s"),
+    "peak_mem_mb": ("Пиковая память шага обучения (батч {batch}), МБ",
+                    "Peak memory of a training step (batch {batch}), MB"),
     "imagenet_top1": ("Top-1 на ImageNet (опубликовано), %", "ImageNet top-1 (published), %"),
     "source": ("Источник top-1", "Top-1 source"),
+    "runs": ("Замеров: задержка / батч / обучение", "Timed runs: latency / batch / training"),
     "bakeoff_val_accuracy": ("Точность на валидации своих данных, %", "Validation accuracy on this data, %"),
     "bakeoff_seconds": ("Время дообучения, с", "Fine-tuning time, s"),
     "bakeoff_note": ("Примечание", "Note"),
@@ -209,18 +177,36 @@ def _source(text: str, lang: str) -> str:
     return SOURCES_RU.get(text, text)
 
 
+def _batch(table: pd.DataFrame) -> str:
+    """The batch of the study's batch figures, as a title says it ('8'; '?' for a table that does not record it)."""
+    batches = sorted({int(b) for b in table.get("batch_size", pd.Series(dtype=float)).dropna()})
+    return "/".join(map(str, batches)) or "?"
+
+
+def _runs(row: pd.Series) -> str:
+    """How many timed runs each figure of a row is the median of: latency / batch / training step."""
+    cols = ("latency_runs", "throughput_runs", "train_runs")
+    if any(pd.isna(row.get(c)) for c in cols):
+        return "—"
+    return " / ".join(str(int(row[c])) for c in cols)
+
+
 def readable(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
-    """research.csv as a reader sees it: titled columns with units, figures rounded, in `lang`."""
+    """research.csv as a reader sees it: titled columns with units and sizes, figures rounded, in `lang`."""
     k = 0 if lang == "ru" else 1
+    batch = _batch(table)
+    table = table.assign(runs=table.apply(_runs, axis=1)) if {"latency_runs", "train_runs"} <= set(table) else table
     out = pd.DataFrame(index=table.index)
-    for col in table.columns:
-        if col not in COLUMN_TITLES:
-            continue  # device and image size are said once above the table
+    for col in COLUMN_TITLES:  # device, threads and dates are said once above the table
+        if col not in table.columns:
+            continue
         values = table[col]
         if col in DECIMALS:
             values = values.map(lambda v, d=DECIMALS[col]: _number(v, d))
         elif col == "head_params":
             values = values.map(lambda v: _number(v, 0))
+        elif col == "image_size":
+            values = values.map(lambda v: "—" if pd.isna(v) else str(int(v)))
         elif col == "bakeoff_val_accuracy":
             values = values.map(lambda v: _number(100 * v, 1) if pd.notna(v) else "—")
         elif col == "source":
@@ -228,7 +214,7 @@ def readable(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
         elif col == "bakeoff_note":
             values = values.map(lambda v: ("" if not isinstance(v, str) or not v else
                                            "нет весов ImageNet на этой машине" if lang == "ru" else v))
-        out[COLUMN_TITLES[col][k]] = values
+        out[COLUMN_TITLES[col][k].format(batch=batch)] = values
     return out.reset_index(drop=True)
 
 
@@ -238,40 +224,141 @@ def alignments(frame: pd.DataFrame) -> list[str]:
     return ["left" if c in words else "right" for c in frame.columns]
 
 
-def claim_checks(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
-    """Quoted claims of the write-up beside what the measurement says, in `lang`."""
+def as_markdown(frame: pd.DataFrame) -> str:
+    """A `readable` or `claim_checks` table as markdown: whole cells (no '…'), figures right-aligned."""
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=alignments(frame))
+
+
+def _gb(mb: float) -> str:
+    return f"{mb / 1024:.1f}"
+
+
+def _memory_claim(table: pd.DataFrame, memory: pd.DataFrame | None, ru: bool) -> str | None:
+    """What was measured against 'EfficientNet needs at least 8 GB of video memory', sizes and batches named."""
+    if memory is not None and len(memory):
+        first = memory.iloc[0]
+        gpu = str(first["device"]).startswith("cuda")
+        size, arch = int(first["image_size"]), first["arch"]
+        native = size == arch_spec(arch).native_size
+        unit = "ГБ" if ru else "GB"
+        parts = [f"{'батч' if ru else 'batch'} {int(r['batch_size'])} — {_gb(r['peak_mem_mb'])} {unit}"
+                 for _, r in memory.iterrows()]
+        over = [str(int(r["batch_size"])) for _, r in memory.iterrows() if r["peak_mem_mb"] > 8 * 1024]
+        how = str(first["mem_measure"])
+        if ru:
+            kind = "видеопамяти" if gpu else "оперативной памяти"
+            how = {measure.CPU_MEMORY: "прирост пикового RSS свежего процесса"}.get(how, how)
+            verdict = (f"больше 8 ГБ при батче {', '.join(over)}" if over else "8 ГБ не превышены ни при одном батче")
+            text = (f"{arch}, вход {size} px{' (родной размер)' if native else ''}, один шаг обучения (AdamW): "
+                    f"{', '.join(parts)} {kind} ({first['device']}: {how}); {verdict}")
+            return text + ("" if gpu else "; на GPU видеопамять измеряется с device=cuda")
+        kind = "of GPU memory" if gpu else "of RAM"
+        verdict = f"above 8 GB at batch {', '.join(over)}" if over else "below 8 GB at every batch"
+        text = (f"{arch} at {size} px{' (its native size)' if native else ''}, one training step (AdamW): "
+                f"{', '.join(parts)} {kind} ({first['device']}: {how}); {verdict}")
+        return text + ("" if gpu else "; run with device=cuda to measure video memory")
+    if "peak_mem_mb" not in table:
+        return None
+    effnets = table[table["arch"].str.startswith("efficientnet")].dropna(subset=["peak_mem_mb"])
+    if not len(effnets):
+        return None
+    worst = effnets.loc[effnets["peak_mem_mb"].idxmax()]
+    gpu = str(worst.get("device", "cpu")).startswith("cuda")
+    size, batch = int(worst.get("image_size", 0)), worst.get("batch_size")
+    at_batch = "" if pd.isna(batch) else (f", батч {int(batch)}" if ru else f", batch {int(batch)}")
+    if ru:
+        where = "видеопамяти" if gpu else "оперативной памяти"
+        return f"{worst['arch']}: пик {_gb(worst['peak_mem_mb'])} ГБ {where} на шаг обучения при входе {size} px{at_batch}"
+    return (f"{worst['arch']}: {_gb(worst['peak_mem_mb'])} GB {'GPU' if gpu else 'RAM'} peak for a training step "
+            f"at {size} px{at_batch}")
+
+
+def claim_checks(table: pd.DataFrame, lang: str = "ru", memory: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Quoted claims of the write-up beside what the measurement says, sizes named, in `lang`."""
     ru = lang == "ru"
     rows = []
     lat = dict(zip(table["arch"], table["latency_ms"]))
+    size = dict(zip(table["arch"], table["image_size"])) if "image_size" in table else {}
     for mobile in ("mobilenet_v3_large", "mobilenet_v3_small"):
         if "resnet50" in lat and mobile in lat:
             ratio = lat["resnet50"] / lat[mobile]
             times = f"в {ratio:.1f} раза быстрее" if ru else f"{ratio:.1f}× faster"
             ms = "мс" if ru else "ms"
-            rows.append(["MobileNetV3 в 3 раза быстрее ResNet" if ru else "MobileNetV3 is 3× faster than ResNet",
-                         f"{mobile}: {times} ({lat['resnet50']:.1f} / {lat[mobile]:.1f} {ms})"])
-    effnets = table[table["arch"].str.startswith("efficientnet")] if "peak_mem_mb" in table else table.iloc[:0]
-    if len(effnets):
-        worst = effnets.loc[effnets["peak_mem_mb"].idxmax()]
-        gpu = str(worst.get("device", "cpu")).startswith("cuda")
-        size = int(worst.get("image_size", 0))
-        gb = f"{worst['peak_mem_mb'] / 1024:.1f}"
-        if ru:
-            where = "видеопамяти" if gpu else "оперативной памяти"
-            measured = f"{worst['arch']}: пик {gb} ГБ {where} на шаг обучения при входе {size} px"
-        else:
-            measured = f"{worst['arch']}: {gb} GB {'GPU' if gpu else 'RAM'} peak for a training step at {size} px"
+            text = f"{mobile}: {times} ({lat['resnet50']:.1f} / {lat[mobile]:.1f} {ms})"
+            if size and pd.notna(size.get("resnet50")) and pd.notna(size.get(mobile)):
+                a, b = int(size["resnet50"]), int(size[mobile])
+                px = f"{a} px" if a == b else f"{a} / {b} px"
+                text += f", {'батч 1, вход' if ru else 'batch 1 at'} {px}"
+            rows.append(["MobileNetV3 в 3 раза быстрее ResNet" if ru else "MobileNetV3 is 3× faster than ResNet", text])
+    measured = _memory_claim(table, memory, ru)
+    if measured:
         rows.append(["EfficientNet требует минимум 8 ГБ видеопамяти" if ru
                      else "EfficientNet needs at least 8 GB of video memory", measured])
     cols = ["Утверждение источника", "Что измерено здесь"] if ru else ["Quoted claim", "What this machine measured"]
     return pd.DataFrame(rows, columns=cols)
 
 
-if __name__ == "__main__":  # one isolated measurement, as `study` runs it
-    args = json.loads(sys.argv[1])
-    torch.set_num_threads(args.pop("threads"))
-    args["device"] = torch.device(args["device"])
-    print(json.dumps(measure(**args)))
+def _when(values: pd.Series) -> str:
+    """The span of measurement times, e.g. '2026-12-01 18:36–18:40 UTC'."""
+    stamps = pd.to_datetime(values.dropna(), utc=True, errors="coerce").dropna()
+    if not len(stamps):
+        return ""
+    lo, hi = stamps.min().strftime("%Y-%m-%d %H:%M"), stamps.max().strftime("%Y-%m-%d %H:%M")
+    if lo == hi:
+        return f"{lo} UTC"
+    return f"{lo}–{hi[11:] if lo[:10] == hi[:10] else hi} UTC"
+
+
+def study_note(table: pd.DataFrame, lang: str = "ru", memory: pd.DataFrame | None = None,
+               repeats: int | None = None) -> str:
+    """How the study table was measured: device, threads, sizes, repetitions, when, and what was reused."""
+    ru = lang == "ru"
+    device = table["device"].iloc[0] if "device" in table and len(table) else "?"
+    threads = table["threads"].dropna() if "threads" in table else pd.Series(dtype=float)
+    on = f"{device}, {int(threads.iloc[0])} {'потока' if ru else 'threads'}" if len(threads) else f"{device}"
+    native = len(scatter_rows(table)) == len(table)
+    sizes = sorted({int(s) for s in table["image_size"].dropna()}) if "image_size" in table else []
+    if ru:
+        text = [f"Измерено на этой машине ({on}): параметры — у конфигурации ImageNet на 1000 классов; "
+                "GFLOPs — по torch.utils.flop_counter (2 операции на умножение-сложение), на одно изображение."]
+        text.append("Каждая архитектура измерена при своем родном размере входа (столбец «Вход, px»), "
+                    "при котором опубликована ее точность top-1." if native else
+                    f"Вход: {', '.join(map(str, sizes))} px (столбец «Вход, px»); опубликованная top-1 относится к "
+                    "родному размеру, и на графике «точность — задержка» только строки родного размера.")
+        text.append("Каждая строка — в свежем процессе; пиковая память — у шага обучения (AdamW): на CPU — прирост "
+                    "пикового RSS процесса, на GPU — torch.cuda.max_memory_allocated.")
+        text.append(f"Задержка, пропускная способность и шаг обучения — медиана до {repeats or 'N'} замеров после "
+                    "разогревочного; если один прогон дольше 2 с, замеров меньше, вплоть до одного — самого "
+                    "разогревочного (столбец «Замеров»).")
+    else:
+        text = [f"Measured on this machine ({on}): parameters of the 1000-class ImageNet configuration; GFLOPs by "
+                "torch.utils.flop_counter (2 per multiply-add), per image."]
+        text.append("Each architecture is measured at its own native input size (column 'Input, px'), the size its "
+                    "published top-1 was measured at." if native else
+                    f"Input: {', '.join(map(str, sizes))} px (column 'Input, px'); a published top-1 belongs to the "
+                    "native size, so the accuracy–latency figure shows only rows at their native size.")
+        text.append("Each row in a fresh process; peak memory is that of a training step (AdamW): on CPU the "
+                    "process's peak RSS increase, on GPU torch.cuda.max_memory_allocated.")
+        text.append(f"Latency, throughput and the training step are medians of up to {repeats or 'N'} timed runs "
+                    "after a warm-up; a network whose one run takes over 2 s is timed fewer times, down to its "
+                    "single warm-up run (column 'Timed runs').")
+    frames = [table] + ([memory] if memory is not None and len(memory) else [])
+    stamps = pd.concat([f["measured_at"] for f in frames if "measured_at" in f])
+    reused = pd.concat([f["reused"] for f in frames if "reused" in f]).astype("boolean").fillna(False)
+    when = _when(stamps) if len(stamps) else ""
+    if when:
+        n, total = int(reused.sum()), len(reused)
+        if ru:
+            text.append(f"Измерено {when}." + (f" {n} из {total} измерений взяты из кэша этой машины (тот же "
+                                                "хост и процессор, версии torch, устройство, число потоков и "
+                                                "параметры замера; research_reuse=False измеряет заново)."
+                                                if n else ""))
+        else:
+            text.append(f"Measured {when}." + (f" {n} of {total} measurements were reused from this machine's "
+                                               "cache (same host and CPU, torch version, device, threads and "
+                                               "measurement settings; research_reuse=False measures afresh)."
+                                               if n else ""))
+    return " ".join(text)
 
 
 def bakeoff(archs: list[str], frame: pd.DataFrame, classes: list[str], image_size: int, device: torch.device,
