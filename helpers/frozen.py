@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from . import imagecache
 from .inference import Normalizer, autocast
-from .models import arch_spec
+from .models import arch_spec, backbone_blocks
 
 MAX_STRIDE = 4  # the frozen part ends with the last layer whose output is at most 1/4 of the input's side
 CACHE_SHARE_OF_MEMORY = 0.25  # the cached outputs may take this share of the memory available when they are made
@@ -38,17 +38,6 @@ def _units(model: nn.Module, arch: str) -> list[Callable[[torch.Tensor], torch.T
     if arch == "resnet50":
         return [lambda x: model.maxpool(model.relu(model.bn1(model.conv1(x)))), model.layer1, model.layer2,
                 model.layer3, model.layer4]
-    return list(model.features)
-
-
-def _modules(model: nn.Module, arch: str) -> list[nn.Module]:
-    """The modules behind each unit of `_units`, in the same order (what to freeze and set to eval)."""
-    spec = arch_spec(arch)
-    if spec.library == "efficientnet-pytorch":
-        return [nn.ModuleList([model._conv_stem, model._bn0]), *model._blocks,
-                nn.ModuleList([model._conv_head, model._bn1])]
-    if arch == "resnet50":
-        return [nn.ModuleList([model.conv1, model.bn1]), model.layer1, model.layer2, model.layer3, model.layer4]
     return list(model.features)
 
 
@@ -94,14 +83,14 @@ class Rest(nn.Module):
     def train(self, mode: bool = True) -> Rest:
         """Train mode for the rest; the frozen early units stay in eval mode."""
         super().train(mode)
-        for m in _modules(self.model, self.arch)[:self.k]:
+        for m in backbone_blocks(self.model, self.arch)[:self.k]:
             m.eval()
         return self
 
 
 def freeze(model: nn.Module, arch: str, k: int) -> None:
     """The first `k` units stop learning and stay in eval mode (BatchNorm statistics and all)."""
-    for m in _modules(model, arch)[:k]:
+    for m in backbone_blocks(model, arch)[:k]:
         m.eval()
         for p in m.parameters():
             p.requires_grad_(False)

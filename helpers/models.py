@@ -244,3 +244,14 @@ def build_model(arch: str, num_classes: int = 1000, weights: str = "imagenet") -
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters of a model."""
     return sum(p.numel() for p in model.parameters())
+
+
+def backbone_blocks(model: nn.Module, arch: str) -> list[nn.Module]:
+    """The backbone's stages from input to output, the unit that `unfreeze=N` counts from the top."""
+    spec = arch_spec(arch)
+    if spec.library == "efficientnet-pytorch":
+        return [nn.ModuleList([model._conv_stem, model._bn0]), *model._blocks,
+                nn.ModuleList([model._conv_head, model._bn1])]
+    if arch == "resnet50":
+        return [nn.ModuleList([model.conv1, model.bn1]), model.layer1, model.layer2, model.layer3, model.layer4]
+    return list(model.features)

@@ -204,7 +204,8 @@ SCHEMA: list[Param] = [
       check=_check_init, values="`weights`, `best`, `last`, `cycle:<N>`"),
     P("batch_size", int, 32, ("03_train", "04_evaluate", "05_predict"), "images per step on the device",
       minimum=1),
-    P("epochs", int, 7, ("03_train",), "whole-network epochs of this cycle", minimum=0),
+    P("epochs", int, 4, ("03_train",), "epochs of the network stage of this cycle, after the head-only ones",
+      minimum=0),
     P("head_epochs", int, 5, ("03_train",), "head-only epochs on cached backbone features, run first (cheap)",
       minimum=0),
     P("lr", float, 0.002, ("03_train",), "head learning rate (AdamW)", check=_check_positive("lr"),
@@ -216,7 +217,7 @@ SCHEMA: list[Param] = [
     P("augment", str, "flip", ("03_train",), "train-time augmentation", choices=("none", "flip", "crop")),
     P("freeze_bn", bool, True, ("03_train",), "keep BatchNorm statistics frozen (stable at small batches)"),
     P("freeze_early", bool, True, ("03_train",), "keep the stem and stride-4 layers frozen at their pretrained "
-      "weights and train the rest on their cached output (about 2× faster epochs)"),
+      "weights and train the rest on their cached output (epochs about 1.4× faster)"),
     P("patience", int, 0, ("03_train",), "stop after this many epochs without a better val accuracy (0: never)",
       minimum=0),
     P("unfreeze", str, "all", ("03_train",), "stage 2 trains `all` blocks, or only this many top blocks",

@@ -27,7 +27,7 @@ from .devices import device_name
 from .imagecache import CachedImages
 from .inference import Normalizer, autocast as _autocast, normalizer_for, predict_proba
 from .ledger import CYCLE_COLUMNS, HISTORY_COLUMNS, fill_test_accuracy, read_cycles, read_history
-from .models import arch_spec, build_model, head_of, load_weights
+from .models import arch_spec, backbone_blocks, build_model, head_of, load_weights
 from .progress import bar as progress_bar
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "config_from", "validate_config", "run_cycle",
@@ -174,17 +174,6 @@ def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return f
-
-
-def backbone_blocks(model: nn.Module, arch: str) -> list[nn.Module]:
-    """The backbone's stages from input to output, the unit that `unfreeze=N` counts from the top."""
-    spec = arch_spec(arch)
-    if spec.library == "efficientnet-pytorch":
-        return [nn.ModuleList([model._conv_stem, model._bn0]), *model._blocks,
-                nn.ModuleList([model._conv_head, model._bn1])]
-    if arch == "resnet50":
-        return [nn.ModuleList([model.conv1, model.bn1]), model.layer1, model.layer2, model.layer3, model.layer4]
-    return list(model.features)
 
 
 def set_trainable(model: nn.Module, arch: str, stage: str, unfreeze: str) -> None:

@@ -51,7 +51,7 @@ def test_frozen_units_keep_their_weights_and_eval_mode_while_the_rest_learns():
     k = frozen.early_units(model, arch, 32)
     frozen.freeze(model, arch, k)
     rest = frozen.Rest(model, arch, k, cached=False).train()
-    early = [m for m in frozen._modules(model, arch)[:k]]
+    early = [m for m in frozen.backbone_blocks(model, arch)[:k]]
     assert all(not m.training for e in early for m in e.modules())
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
