@@ -18,7 +18,10 @@ needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def make_dry_run(project: Path) -> list[str]:
     """The commands `make run` would execute in `project`, without running them."""
-    out = subprocess.run(["make", "-n", "run"], cwd=project, capture_output=True, text=True, check=True).stdout
+    # Under `make test` this runs inside make: drop the parent's make variables, which add "Entering directory".
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "run"], cwd=project, capture_output=True, text=True,
+                         check=True, env=env).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
