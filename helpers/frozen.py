@@ -9,7 +9,6 @@ their forward and backward cost. Detectron2 freezes the same layers by default (
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -51,19 +50,26 @@ def _tail(model: nn.Module, arch: str, x: torch.Tensor) -> torch.Tensor:
     return model.classifier(torch.flatten(model.avgpool(x), 1))
 
 
-def early_units(model: nn.Module, arch: str, size: int) -> int:
-    """How many leading units keep their output at stride ≤ 4 for a `size`-pixel input (measured, not assumed)."""
-    units = _units(model, arch)
+def _unit_shapes(model: nn.Module, arch: str, size: int) -> list[torch.Size]:
+    """Each unit's output shape for one `size`-pixel image (a probe forward in eval mode)."""
     was = model.training
     model.eval()
-    k, x = 0, torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
+    shapes, x = [], torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
     with torch.no_grad():
-        for unit in units[:-1]:
+        for unit in _units(model, arch):
             x = unit(x)
-            if x.shape[-1] * MAX_STRIDE < size:
-                break
-            k += 1
+            shapes.append(x.shape)
     model.train(was)
+    return shapes
+
+
+def early_units(model: nn.Module, arch: str, size: int) -> int:
+    """How many leading units keep their output at stride ≤ 4 for a `size`-pixel input (measured, not assumed)."""
+    k = 0
+    for shape in _unit_shapes(model, arch, size)[:-1]:
+        if shape[-1] * MAX_STRIDE < size:
+            break
+        k += 1
     return k
 
 
@@ -114,15 +120,7 @@ def early_features(model: nn.Module, arch: str, k: int, norm: Normalizer, images
 
 def cache_bytes(model: nn.Module, arch: str, k: int, size: int, n_images: int) -> int:
     """Bytes of the cached early outputs of `n_images` (float32)."""
-    units = _units(model, arch)[:k]
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        h = torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
-        for unit in units:
-            h = unit(h)
-    model.train(was)
-    return int(h.numel()) * 4 * n_images
+    return _unit_shapes(model, arch, size)[k - 1].numel() * 4 * n_images
 
 
 def memory_available() -> int:
@@ -137,7 +135,7 @@ def memory_available() -> int:
         import psutil
         return int(psutil.virtual_memory().available)
     except ImportError:
-        return 4 << 30 if os.name else 0
+        return 4 << 30
 
 
 def fits(nbytes: int) -> bool:
