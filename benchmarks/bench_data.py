@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers import data, duplicates, imagecache
+from helpers.data import dataset as data
+from helpers.data import duplicates
+from helpers.data import imagecache
 
 
 def generate(root: Path, n: int) -> None:

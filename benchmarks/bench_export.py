@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import checkpoints, export, inference, paths
-from helpers.models import build_model
+from helpers.training import checkpoints
+from helpers.evaluation import export
+from helpers.models import inference
+from helpers.utils import paths
+from helpers.models.zoo import build_model
 
 
 def timed(fn, x: np.ndarray, repeats: int) -> list[float]:

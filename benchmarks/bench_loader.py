@@ -29,9 +29,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from helpers import data, imagecache, models, params, train
-from helpers.devices import device_name, resolve_device
-from helpers.inference import autocast, normalizer_for
+from helpers.data import dataset as data
+from helpers.data import imagecache
+from helpers.models import zoo as models
+from helpers.params import schema as params
+from helpers.training import cycle as train
+from helpers.utils.devices import device_name, resolve_device
+from helpers.models.inference import autocast, normalizer_for
 
 DEFAULTS = params.defaults("03_train")
 

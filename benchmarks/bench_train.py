@@ -32,10 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, imagecache, params, train
-from helpers.devices import device_name, resolve_device
-from helpers.inference import autocast, normalizer_for
-from helpers.models import arch_spec, build_model, head_of
+from helpers.data import dataset as data
+from helpers.data import imagecache
+from helpers.params import schema as params
+from helpers.training import cycle as train
+from helpers.utils.devices import device_name, resolve_device
+from helpers.models.inference import autocast, normalizer_for
+from helpers.models.zoo import arch_spec, build_model, head_of
 
 DEFAULTS = params.defaults("03_train")
 

@@ -35,7 +35,7 @@ def bare_loop(split_csv: Path, data_root: Path, size: int, seed: int, epochs: in
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    from helpers.models import arch_spec, build_model
+    from helpers.models.zoo import arch_spec, build_model
 
     torch.manual_seed(seed)
     frame = pd.read_csv(split_csv)

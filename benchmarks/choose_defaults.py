@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
-from helpers import data, imagecache, train
-from helpers.devices import resolve_device
+from helpers.data import dataset as data
+from helpers.data import imagecache
+from helpers.training import cycle as train
+from helpers.utils.devices import resolve_device
 
 
 def split_arrays(frame, classes: list[str], split: str, size: int, cache: Path):
@@ -89,7 +91,7 @@ def main() -> None:
 
 def _parse(text: str) -> tuple[int, int, int, dict]:
     """image_size:head_epochs:epochs[:name=value...] → its numbers and TrainConfig settings (typed by the schema)."""
-    from helpers.params import coerce
+    from helpers.params.schema import coerce
     size, head, epochs, *rest = text.split(":")
     return int(size), int(head), int(epochs), {k: coerce(k, v) for k, v in (r.split("=", 1) for r in rest)}
 

@@ -86,7 +86,7 @@ def make_split(run_id: str, per_class: int = 8, side: int = 24) -> None:
 
     from PIL import Image
 
-    from helpers import paths
+    from helpers.utils import paths
     root, run = paths.home() / "ds", paths.run_dir(run_id)
     run.mkdir(parents=True, exist_ok=True)
     rows, rng = [], np.random.default_rng(0)
@@ -108,8 +108,9 @@ def make_split(run_id: str, per_class: int = 8, side: int = 24) -> None:
 def throughput(arch: str, size: int, batch: int, device: torch.device, steps: int, compile_: bool = False
                ) -> tuple[float, float]:
     """Training img/s (AMP, channels_last, the loop's own step) and peak memory in GB, on synthetic batches."""
-    from helpers import models, train
-    from helpers.inference import normalizer_for
+    from helpers.models import zoo as models
+    from helpers.training import cycle as train
+    from helpers.models.inference import normalizer_for
     model = models.build_model(arch, 1000, "none").to(device, memory_format=torch.channels_last).train()
     norm = normalizer_for(arch).to(device)
     cfg = train.TrainConfig(arch=arch, classes=[str(i) for i in range(1000)], image_size=size, batch_size=batch)
@@ -142,8 +143,8 @@ def published(arch: str) -> str:
 
 def cycle(run_id: str, **params) -> dict:
     """One 03 cycle through its entry point (the same steps as the notebook)."""
-    from helpers import train_cli
-    from helpers.params import defaults
+    from helpers.training import cli as train_cli
+    from helpers.params.schema import defaults
     return train_cli.run(run_id, {**defaults("03_train"), "run_id": run_id, **params})
 
 
@@ -164,7 +165,9 @@ def main() -> int:
     os.environ["STUDY_HOME"] = str(home)  # runs stay out of the project's runs/
     os.environ.setdefault("STUDY_PROGRESS", "lines")
     sys.path.insert(0, str(ROOT))
-    from helpers import devices, distributed, paths
+    from helpers.utils import devices
+    from helpers.training import distributed
+    from helpers.utils import paths
     gpu = devices.device_name(device)
     print(f"GPU check {'(DRY RUN: toy sizes on the CPU, no figure means anything) ' if dry else ''}"
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {gpu}"
@@ -219,7 +222,7 @@ def main() -> int:
 
     @section("oom", skip)
     def oom() -> None:
-        from helpers import train
+        from helpers.training import cycle as train
         oom_run = f"{run_id}-oom"
         make_split(oom_run, per_class=16 if dry else 64, side=24 if dry else 64)
         arch, size, batch = ("mobilenet_v3_small", 32, 8) if dry else ("efficientnet-b4", 380, 64)
@@ -276,7 +279,7 @@ def main() -> int:
         if not (paths.run_dir(run_id) / "split.csv").exists():
             make_split(run_id)
         n = 2 if dry else max(1, torch.cuda.device_count())
-        from helpers.params import defaults
+        from helpers.params.schema import defaults
         params = {**defaults("03_train"), "run_id": run_id, "device": str(device.type), "epochs": 1,
                   "head_epochs": 0, "batch_size": 32, "devices": str(n)}
         if dry:

@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
-from . import index, paths, runinfo
-from .params import BY_NAME, ParameterError, coerce, defaults as schema_defaults, help_text, validate
+from helpers.reporting import index
+from helpers.utils import paths
+from helpers.utils import runinfo
+from helpers.params.schema import BY_NAME, ParameterError, coerce, defaults as schema_defaults, help_text, validate
 
 KERNEL_NAME = "image-study-kit"
 

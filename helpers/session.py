@@ -9,8 +9,9 @@ from typing import Any, Mapping
 
 import torch
 
-from . import paths, runinfo
-from .params import ParameterError, coerce, for_notebook, validate
+from helpers.utils import paths
+from helpers.utils import runinfo
+from helpers.params.schema import ParameterError, coerce, for_notebook, validate
 
 
 def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:

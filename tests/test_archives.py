@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from helpers import archives
-from helpers.dataerror import DataError
+from helpers.data import archives
+from helpers.data.errors import DataError
 
 
 def _zip(path, members: dict[str, bytes]):

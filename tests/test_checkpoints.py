@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import checkpoints
-from helpers.checkpoints import CheckpointError
+from helpers.training import checkpoints
+from helpers.training.checkpoints import CheckpointError
 
 
 def _write(run, rel, cycle, val=0.5):

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import csvlayout
-from helpers.dataerror import DataError
+from helpers.data import csvlayout
+from helpers.data.errors import DataError
 
 
 def test_file_index_finds_by_path_name_and_stem_and_narrows_by_folders():

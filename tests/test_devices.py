@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from helpers import devices
-from helpers.devices import DeviceError, device_name, resolve_device
+from helpers.utils import devices
+from helpers.utils.devices import DeviceError, device_name, resolve_device
 
 
 @pytest.fixture

@@ -22,8 +22,14 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, distributed, imagecache, paths, pipeline, session, train
-from helpers.params import ParameterError, defaults
+from helpers.data import dataset as data
+from helpers.training import distributed
+from helpers.data import imagecache
+from helpers.utils import paths
+from helpers import pipeline
+from helpers import session
+from helpers.training import cycle as train
+from helpers.params.schema import ParameterError, defaults
 
 # The same cycle for both: 16 training images, global batch 8, two epochs, resnet50 with nothing random in it.
 CYCLE = dict(arch="resnet50", weights="none", image_size=32, epochs=2, head_epochs=0, augment="none",
@@ -206,7 +212,7 @@ def test_torchrun_missing_is_one_sentence_before_anything_is_written(monkeypatch
 
 
 def test_entry_point_refuses_a_parameter_03_does_not_have():
-    from helpers import train_cli
+    from helpers.training import cli as train_cli
     with pytest.raises(ParameterError, match="'dataset' is not a parameter of 03"):
         train_cli.parse(["--run-id", "x", "-p", "dataset", "sample"])
     run_id, params = train_cli.parse(["--run-id", "x", "-p", "batch_size", "16", "-p", "freeze_bn", "False"])

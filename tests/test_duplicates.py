@@ -8,7 +8,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from helpers import duplicates, images
+from helpers.data import duplicates
+from helpers.data import images
 
 
 def _smooth(seed: int, side: int = 128) -> Image.Image:

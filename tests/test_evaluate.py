@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from helpers import evaluate
-from helpers.evaluate import EvaluationError
+from helpers.evaluation import evaluate
+from helpers.evaluation.evaluate import EvaluationError
 
 
 def _frame(labels, probs, classes):
@@ -100,7 +100,9 @@ def test_calibration_and_confident_errors():
 def _trained_run(tmp_path, make_dataset):
     import torch
 
-    from helpers import data, imagecache, train
+    from helpers.data import dataset as data
+    from helpers.data import imagecache
+    from helpers.training import cycle as train
     run = tmp_path / "run"
     frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
     classes = report["classes"]
@@ -126,8 +128,8 @@ def test_evaluate_run_writes_predictions_metrics_and_the_ledger_cell(tmp_path, m
 def test_evaluate_run_refuses_missing_checkpoint_and_other_classes(tmp_path, make_dataset):
     import torch
 
-    from helpers import io
-    from helpers.checkpoints import CheckpointError
+    from helpers.utils import files as io
+    from helpers.training.checkpoints import CheckpointError
     with pytest.raises(CheckpointError, match="best.pt not found: this run has no such checkpoint yet"):
         evaluate.evaluate_run(tmp_path / "empty", torch.device("cpu"))
     run = _trained_run(tmp_path, make_dataset)
@@ -143,7 +145,10 @@ def _two_cycle_run(tmp_path, make_dataset):
     """A run with two cheap cycles (head only, on cached features) and its split."""
     import torch
 
-    from helpers import data, imagecache, paths, train
+    from helpers.data import dataset as data
+    from helpers.data import imagecache
+    from helpers.utils import paths
+    from helpers.training import cycle as train
     run = paths.run_dir("pair")  # under the test's STUDY_HOME, so the report renders it
     frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
     classes = report["classes"]
@@ -158,8 +163,9 @@ def _two_cycle_run(tmp_path, make_dataset):
 def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tmp_path, make_dataset, monkeypatch):
     import torch
 
-    from helpers import io, stats
-    from helpers.checkpoints import CheckpointError
+    from helpers.utils import files as io
+    from helpers.evaluation import stats
+    from helpers.training.checkpoints import CheckpointError
     cpu = torch.device("cpu")
     run = _two_cycle_run(tmp_path, make_dataset)
     best_cycle = int(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["cycle"])
@@ -183,7 +189,7 @@ def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tm
     assert overview.loc[other, "role"] == "evaluated" and overview.loc[best_cycle, "role"] == "not used for selection"
     assert bool(overview.loc[best_cycle, "selected"]) and not bool(overview.loc[other, "selected"])
     assert not evaluate.evaluation_summary(second).empty
-    from helpers import report
+    from helpers.reporting import report
     text = report.render("pair", "en")
     assert f"Evaluated cycle {other} as asked (cycle={other}); the run's best by validation is cycle {best_cycle}" \
         in text

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from helpers import paths
+from helpers.utils import paths
 
 
 def test_gpu_check_dry_run_runs_every_section_and_cites_its_sources(tmp_path):

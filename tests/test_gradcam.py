@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import gradcam
-from helpers.models import build_model
+from helpers.evaluation import gradcam
+from helpers.models.zoo import build_model
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from helpers import imagecache
+from helpers.data import imagecache
 
 from .conftest import make_image
 
@@ -80,7 +80,7 @@ def test_cache_on_without_the_disk_space_is_one_sentence(tmp_path, monkeypatch):
 
 def test_a_cycle_trains_from_images_decoded_by_persistent_workers(tmp_path):
     import pandas as pd
-    from helpers import train
+    from helpers.training import cycle as train
     frame = _split(tmp_path, n=8, size=(24, 24))
     x, y = imagecache.split_arrays(frame, ["a", "b"], "train", 32, cache="off")
     cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=["a", "b"], image_size=32, batch_size=4, epochs=2,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import images
+from helpers.data import images
 
 
 def test_image_modes_convert_to_rgb(tmp_path):

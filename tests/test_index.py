@@ -6,7 +6,9 @@ import re
 
 import pandas as pd
 
-from helpers import index, io, paths
+from helpers.reporting import index
+from helpers.utils import files as io
+from helpers.utils import paths
 
 
 def _run(run_id: str, cycles: list[dict], metrics: dict | None, dataset: str) -> None:

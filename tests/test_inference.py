@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import inference
-from helpers.models import build_model
+from helpers.models import inference
+from helpers.models.zoo import build_model
 
 
 def test_tta_views_and_probabilities():
@@ -28,7 +28,7 @@ def test_tta_views_and_probabilities():
 
 
 def test_load_trained_returns_model_normalizer_and_config(tmp_path):
-    from helpers import checkpoints
+    from helpers.training import checkpoints
     model = build_model("mobilenet_v3_small", 2, "none")
     path = tmp_path / "best.pt"
     checkpoints.save(path, {"config": {"arch": "mobilenet_v3_small", "classes": ["a", "b"], "image_size": 32},
@@ -41,7 +41,9 @@ def test_load_trained_returns_model_normalizer_and_config(tmp_path):
 
 
 def test_load_trained_applies_the_temperature_04_chose(tmp_path):
-    from helpers import checkpoints, io, stats
+    from helpers.training import checkpoints
+    from helpers.utils import files as io
+    from helpers.evaluation import stats
     model = build_model("mobilenet_v3_small", 2, "none")
     run = tmp_path / "run"
     path = run / "checkpoints" / "cycle-1" / "best.pt"

@@ -6,7 +6,7 @@ import stat
 import pandas as pd
 import pytest
 
-from helpers import io
+from helpers.utils import files as io
 
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
@@ -41,7 +41,7 @@ def test_artifacts_get_the_users_umask_like_a_plain_open(tmp_path, umask, mask, 
     import matplotlib.pyplot as plt
     import torch
 
-    from helpers import checkpoints
+    from helpers.training import checkpoints
 
     umask(mask)
     out = tmp_path / "run" / "report"

@@ -9,8 +9,9 @@ import zipfile
 import pytest
 import requests
 
-from helpers import data, kaggle_source
-from helpers.kaggle_source import KaggleError
+from helpers.data import dataset as data
+from helpers.data import kaggle as kaggle_source
+from helpers.data.kaggle import KaggleError
 
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import data, layouts
-from helpers.data import DataError
+from helpers.data import dataset as data
+from helpers.data import layouts
+from helpers.data.dataset import DataError
 
 from .conftest import make_image
 from .kaggle_shapes import SHAPES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from helpers import ledger
+from helpers.training import ledger
 
 
 def test_append_fill_and_drop(tmp_path):

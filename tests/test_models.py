@@ -14,8 +14,8 @@ from skimage import data as skdata
 from torchvision.models import ResNet50_Weights
 from torchvision.transforms.functional import normalize, resize, to_tensor
 
-from helpers import models
-from helpers.models import WeightsError
+from helpers.models import zoo as models
+from helpers.models.zoo import WeightsError
 
 
 def test_lite0_weights_are_imagenet_a_cat_is_a_cat():

@@ -7,7 +7,8 @@ import ast
 import nbformat
 import pytest
 
-from helpers import params, paths
+from helpers.params import schema as params
+from helpers.utils import paths
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 

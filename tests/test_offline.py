@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import paths
+from helpers.utils import paths
 
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 

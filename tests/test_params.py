@@ -2,8 +2,8 @@
 
 import pytest
 
-from helpers import params
-from helpers.params import auto_image_size, coerce, parse_list, validate
+from helpers.params import schema as params
+from helpers.params.schema import auto_image_size, coerce, parse_list, validate
 
 
 @pytest.mark.parametrize("values,message", [

@@ -1,6 +1,6 @@
 """helpers.paths: runs and reports follow STUDY_HOME, the sample stays in the project."""
 
-from helpers import paths
+from helpers.utils import paths
 
 
 def test_home_follows_env(study_home):

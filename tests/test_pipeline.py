@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import paths, pipeline
-from helpers.report import pct
+from helpers.utils import paths
+from helpers import pipeline
+from helpers.reporting.report import pct
 
 
 def _run(argv, capsys):

@@ -12,8 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, imagecache, paths, pipeline, predict, preprocess, stats, train
-from helpers.checkpoints import CheckpointError
+from helpers.data import dataset as data
+from helpers.data import imagecache
+from helpers.utils import paths
+from helpers import pipeline
+from helpers.evaluation import predict
+from helpers.evaluation import preprocess
+from helpers.evaluation import stats
+from helpers.training import cycle as train
+from helpers.training.checkpoints import CheckpointError
 from tests.conftest import make_image
 
 CLASSES = ["cat", "dog", "fox"]
@@ -185,7 +192,7 @@ def test_bad_inputs_stop_with_one_sentence(run, tmp_path, capsys, monkeypatch):
 
 def test_a_path_relative_to_the_project_is_found_from_the_notebooks_folder(run, tmp_path, monkeypatch):
     """The runner's notebooks run in notebooks/; `-p images photos` typed at the project root must still work."""
-    from helpers import params
+    from helpers.params import schema as params
     project = tmp_path / "project"
     make_image(project / "photos" / "cat" / "a.png", seed=2)
     (project / "notebooks").mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from helpers import progress
+from helpers.utils import progress
 
 
 def test_headless_prints_one_line_per_pass(monkeypatch, capsys):

@@ -5,7 +5,9 @@ import re
 import pandas as pd
 import pytest
 
-from helpers import io, paths, report
+from helpers.utils import files as io
+from helpers.utils import paths
+from helpers.reporting import report
 
 
 def _artifacts(run_id="r"):
@@ -67,7 +69,7 @@ def test_report_without_evaluation_says_so():
 
 def test_html_copy_embeds_figures():
     run = _artifacts()
-    from helpers import plots
+    from helpers.reporting import plots
     io.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
                                                            "confidence": [0.8], "accuracy": [0.7]}), 0.1),
                    run / "figures" / "reliability_diagram.png")
@@ -100,7 +102,7 @@ def test_every_table_number_equals_its_artifact():
 
 def test_russian_report_has_no_english_study_columns_and_rounds_numbers():
     run = _artifacts()
-    from helpers.research import RESEARCH_COLUMNS
+    from helpers.research.study import RESEARCH_COLUMNS
     io.write_csv(run / "research.csv", pd.DataFrame([
         {"arch": "efficientnet-lite0", "family": "EfficientNet", "params_m": 4.652008, "head_params": 12810,
          "gflops": 0.79812, "latency_ms": 21.2345, "throughput_ips": 101.37, "train_ips": 12.345,
@@ -128,7 +130,7 @@ def test_russian_report_has_no_english_study_columns_and_rounds_numbers():
 
 def test_results_shown_in_the_notebook_have_no_broken_image_links():
     run = _artifacts()
-    from helpers import plots
+    from helpers.reporting import plots
     io.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
                                                            "confidence": [0.8], "accuracy": [0.7]}), 0.1),
                    run / "figures" / "reliability_diagram.png")

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import measure, research
-from helpers.params import DEFAULT_RESEARCH_ARCHS, parse_list
+from helpers.research import measure
+from helpers.research import study as research
+from helpers.params.schema import DEFAULT_RESEARCH_ARCHS, parse_list
 
 CPU = torch.device("cpu")
 
@@ -174,7 +175,7 @@ def test_study_note_says_sizes_repetitions_and_when_figures_were_reused():
 def test_bakeoff_trains_candidates_with_weights_and_names_the_rest(make_dataset, tmp_path, monkeypatch):
     import urllib.error
 
-    from helpers import data
+    from helpers.data import dataset as data
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network in tests")
@@ -193,7 +194,7 @@ def test_bakeoff_trains_candidates_with_weights_and_names_the_rest(make_dataset,
 
 
 def test_memory_batches_parameter_names_a_bad_value():
-    from helpers.params import ParameterError, check
+    from helpers.params.schema import ParameterError, check
     with pytest.raises(ParameterError, match=r"research_memory_batches has \['x'\]"):
         check("research_memory_batches", "8,x")
     assert check("research_memory_batches", "") is None and check("research_memory_batches", "8, 16") is None

@@ -7,7 +7,10 @@ from importlib import metadata
 
 import pytest
 
-from helpers import io, paths, report, runinfo
+from helpers.utils import files as io
+from helpers.utils import paths
+from helpers.reporting import report
+from helpers.utils import runinfo
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from helpers import split
-from helpers.dataerror import DataError
+from helpers.data import split
+from helpers.data.errors import DataError
 
 RATIOS = (0.7, 0.15, 0.15)
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from helpers import stats
+from helpers.evaluation import stats
 
 
 def test_mcnemar_counts_only_discordant_pairs():

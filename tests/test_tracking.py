@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from helpers import tracking
+from helpers.training import tracking
 
 
 def test_none_imports_no_tracker():
@@ -28,7 +28,7 @@ def test_asked_for_but_not_installed_is_one_sentence(monkeypatch):
 
 
 def test_the_schema_refuses_a_missing_tracker_before_anything_runs(monkeypatch):
-    from helpers import params
+    from helpers.params import schema as params
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match="tensorboard package is not installed"):
         params.validate({"tracking": "tensorboard"})
@@ -65,7 +65,7 @@ def test_a_training_cycle_logs_each_epoch_and_its_row(monkeypatch, tmp_path):
     import numpy as np
     import torch
 
-    from helpers import train
+    from helpers.training import cycle as train
     calls: list = []
     monkeypatch.setitem(sys.modules, "mlflow", _fake_mlflow(calls))
     rng = np.random.default_rng(0)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import train
-from helpers.models import head_of
-from helpers.train import TrainConfig, TrainError
+from helpers.training import cycle as train
+from helpers.models.zoo import head_of
+from helpers.training.cycle import TrainConfig, TrainError
 
 DEVICE = torch.device("cpu")
 
@@ -148,7 +148,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, 
 
 
 def test_unfreeze_top_blocks_and_onecycle(tmp_path):
-    from helpers.models import build_model
+    from helpers.models.zoo import build_model
     model = build_model("mobilenet_v3_small", 3, "none")
     train.set_trainable(model, "mobilenet_v3_small", "full", "2")
     blocks = train.backbone_blocks(model, "mobilenet_v3_small")
@@ -170,7 +170,7 @@ def test_killed_process_resumes_with_one_ledger_row(tmp_path):
     import sys
     import time
 
-    from helpers import paths
+    from helpers.utils import paths
     script = ("import torch; from tests.test_train import _data, _config; from helpers import train\n"
               "x, y = _data(n=256, size=64)\n"
               f"train.run_cycle(_config(epochs=6, head_epochs=0), __import__('pathlib').Path({str(tmp_path)!r}),"
@@ -279,7 +279,7 @@ def test_keep_last_prunes_older_cycles_last_but_never_a_best(tmp_path):
 
 
 def test_kill_between_last_checkpoint_and_ledger_row_still_yields_the_row(tmp_path, monkeypatch):
-    from helpers import ledger
+    from helpers.training import ledger
     x, y = _data()
     real = ledger.append_cycle
 
@@ -352,7 +352,9 @@ def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
 
     import papermill
 
-    from helpers import data, paths, pipeline
+    from helpers.data import dataset as data
+    from helpers.utils import paths
+    from helpers import pipeline
     run = paths.run_dir("cycles")
     data.split_for(run, str(make_dataset(per_class=8)), 42)
     common = {"run_id": "cycles", "arch": "efficientnet-lite0", "image_size": 32, "batch_size": 8, "epochs": 0,
@@ -380,7 +382,7 @@ def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
 
 def test_a_split_without_val_or_with_an_untrained_class_is_one_sentence(tmp_path):
     import numpy as np
-    from helpers.train import TrainError, check_splits
+    from helpers.training.cycle import TrainError, check_splits
     with pytest.raises(TrainError, match=r"split.csv has no val images; rerun 02"):
         check_splits(["a", "b"], [0, 1], [], tmp_path)
     with pytest.raises(TrainError, match=r"class\(es\) \['b'\] have no train images"):

@@ -1,0 +1,1 @@
+"""Evaluation and use of a trained model: test metrics, statistics, Grad-CAM, prediction, export."""

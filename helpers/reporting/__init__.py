@@ -1,0 +1,1 @@
+"""The write-up: REPORT.md section by section, the runs' index, figures, the ru/en texts."""
