@@ -18,10 +18,10 @@ import time
 import torch
 from torch import nn
 
-from helpers.params import schema as params
-from helpers.utils.devices import device_name, resolve_device
 from helpers.models.inference import autocast, normalizer_for
 from helpers.models.zoo import build_model
+from helpers.params import schema as params
+from helpers.utils.devices import device_name, resolve_device
 
 DEFAULTS = params.defaults("03_train")
 

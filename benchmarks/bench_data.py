@@ -25,8 +25,7 @@ import numpy as np
 from PIL import Image
 
 from helpers.data import dataset as data
-from helpers.data import duplicates
-from helpers.data import imagecache
+from helpers.data import duplicates, imagecache
 
 
 def generate(root: Path, n: int) -> None:

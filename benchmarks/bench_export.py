@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.training import checkpoints
-from helpers.evaluation import export
+from helpers.evaluation import export, trained
 from helpers.models import inference
-from helpers.utils import paths
 from helpers.models.zoo import build_model
+from helpers.training import checkpoints
+from helpers.utils import paths
 
 
 def timed(fn, x: np.ndarray, repeats: int) -> list[float]:
@@ -85,7 +85,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.run_id:
         ckpt = checkpoints.resolve(paths.run_dir(args.run_id), 0)
-        model, norm, cfg = inference.load_trained(ckpt, torch.device("cpu"))
+        model, norm, cfg = trained.load_trained(ckpt, torch.device("cpu"))
         arch, size = cfg["arch"], int(cfg["image_size"])
     else:
         arch, size = args.arch, args.size

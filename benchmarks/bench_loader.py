@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader, Dataset
 from helpers.data import dataset as data
 from helpers.data import imagecache
 from helpers.models import zoo as models
+from helpers.models.inference import autocast, normalizer_for
 from helpers.params import schema as params
 from helpers.training import cycle as train
 from helpers.utils.devices import device_name, resolve_device
-from helpers.models.inference import autocast, normalizer_for
 
 DEFAULTS = params.defaults("03_train")
 

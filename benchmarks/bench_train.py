@@ -34,11 +34,11 @@ from torch import nn
 
 from helpers.data import dataset as data
 from helpers.data import imagecache
+from helpers.models.inference import autocast, normalizer_for
+from helpers.models.zoo import arch_spec, build_model, head_of
 from helpers.params import schema as params
 from helpers.training import cycle as train
 from helpers.utils.devices import device_name, resolve_device
-from helpers.models.inference import autocast, normalizer_for
-from helpers.models.zoo import arch_spec, build_model, head_of
 
 DEFAULTS = params.defaults("03_train")
 

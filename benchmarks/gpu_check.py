@@ -109,8 +109,8 @@ def throughput(arch: str, size: int, batch: int, device: torch.device, steps: in
                ) -> tuple[float, float]:
     """Training img/s (AMP, channels_last, the loop's own step) and peak memory in GB, on synthetic batches."""
     from helpers.models import zoo as models
-    from helpers.training import cycle as train
     from helpers.models.inference import normalizer_for
+    from helpers.training import cycle as train
     model = models.build_model(arch, 1000, "none").to(device, memory_format=torch.channels_last).train()
     norm = normalizer_for(arch).to(device)
     cfg = train.TrainConfig(arch=arch, classes=[str(i) for i in range(1000)], image_size=size, batch_size=batch)
@@ -143,8 +143,8 @@ def published(arch: str) -> str:
 
 def cycle(run_id: str, **params) -> dict:
     """One 03 cycle through its entry point (the same steps as the notebook)."""
-    from helpers.training import cli as train_cli
     from helpers.params.schema import defaults
+    from helpers.training import cli as train_cli
     return train_cli.run(run_id, {**defaults("03_train"), "run_id": run_id, **params})
 
 
@@ -165,9 +165,8 @@ def main() -> int:
     os.environ["STUDY_HOME"] = str(home)  # runs stay out of the project's runs/
     os.environ.setdefault("STUDY_PROGRESS", "lines")
     sys.path.insert(0, str(ROOT))
-    from helpers.utils import devices
     from helpers.training import distributed
-    from helpers.utils import paths
+    from helpers.utils import devices, paths
     gpu = devices.device_name(device)
     print(f"GPU check {'(DRY RUN: toy sizes on the CPU, no figure means anything) ' if dry else ''}"
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {gpu}"

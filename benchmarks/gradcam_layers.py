@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from helpers.evaluation import gradcam
-from helpers.utils import paths
 from helpers.data.dataset import load_split
 from helpers.data.imagecache import split_arrays
-from helpers.models.inference import load_trained
+from helpers.evaluation import gradcam
+from helpers.evaluation.trained import load_trained
 from helpers.models.zoo import arch_spec, build_model
+from helpers.utils import paths
 
 
 def layers(model, arch: str, size: int) -> dict[str, torch.nn.Module]:

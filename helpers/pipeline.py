@@ -14,18 +14,19 @@ from typing import Any
 
 import yaml
 
+from helpers.params.schema import BY_NAME, ParameterError, coerce, help_text
+from helpers.params.schema import defaults as schema_defaults
 from helpers.reporting import index
-from helpers.utils import paths
-from helpers.utils import runinfo
-from helpers.params.schema import BY_NAME, ParameterError, coerce, defaults as schema_defaults, help_text, validate
+from helpers.runner import preflight
+from helpers.utils import paths, runinfo
 
 KERNEL_NAME = "image-study-kit"
 
 
 def declared_parameters(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each notebook's parameters and their default literals, read from its `parameters` cell."""
-    import papermill
     import nbformat
+    import papermill
     out = {}
     for name in names or paths.NOTEBOOK_NAMES:
         path = paths.NOTEBOOKS_DIR / f"{name}.ipynb"
@@ -58,7 +59,7 @@ def resolve(cli: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
     typed = {k: coerce(k, v) for k, v in cli.items()}
     effective = {name: schema_defaults().get(name) for name in known}
     effective.update(typed)
-    validate(effective)
+    preflight.check(effective)
     return {nb: {k: v for k, v in typed.items() if k in declared[nb]} for nb in names}
 
 

@@ -9,9 +9,9 @@ from typing import Any, Mapping
 
 import torch
 
-from helpers.utils import paths
-from helpers.utils import runinfo
-from helpers.params.schema import ParameterError, coerce, for_notebook, validate
+from helpers.params.schema import ParameterError, coerce, for_notebook
+from helpers.runner import preflight
+from helpers.utils import paths, runinfo
 
 
 def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
@@ -26,7 +26,7 @@ def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
         raise ParameterError(f"{notebook}: its parameters cell lacks {missing}; restore them from the schema "
                              "(python -m helpers.params).")
     params = {p.name: coerce(p.name, namespace[p.name]) for p in declared}
-    resolved = validate(params)
+    resolved = preflight.check(params)
     torch.set_num_threads(os.cpu_count() or 1)
     run_id = params["run_id"]
     run_dir = paths.run_dir(run_id)

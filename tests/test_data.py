@@ -14,11 +14,11 @@ import pandas as pd
 import papermill
 import pytest
 
-from helpers.data import dataset as data
-from helpers.utils import paths
 from helpers import pipeline
+from helpers.data import dataset as data
 from helpers.data import split
 from helpers.data.dataset import DataError
+from helpers.utils import paths
 
 from .conftest import make_image
 from .kaggle_shapes import SHAPES
@@ -252,8 +252,8 @@ def test_a_given_split_that_leaks_is_reported(tmp_path):
     _, resplit = data.prepare_split(root)  # re-split: the copies land together, no leak
     assert resplit["leaks"] == [] and len(resplit["duplicate_groups"]) == 1
     # The report says so too, beside how the dataset was read.
-    from helpers.utils import paths
     from helpers.reporting import report as report_module
+    from helpers.utils import paths
     data.save_split(paths.run_dir("leaky"), frame, report)
     for lang, word in (("en", "**Leak:** 1 group(s)"), ("ru", "**Утечка:** 1 групп(ы)")):
         text = report_module.render("leaky", lang)

@@ -22,14 +22,13 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import pipeline, session
 from helpers.data import dataset as data
-from helpers.training import distributed
 from helpers.data import imagecache
-from helpers.utils import paths
-from helpers import pipeline
-from helpers import session
-from helpers.training import cycle as train
 from helpers.params.schema import ParameterError, defaults
+from helpers.training import cycle as train
+from helpers.training import distributed
+from helpers.utils import paths
 
 # The same cycle for both: 16 training images, global batch 8, two epochs, resnet50 with nothing random in it.
 CYCLE = dict(arch="resnet50", weights="none", image_size=32, epochs=2, head_epochs=0, augment="none",

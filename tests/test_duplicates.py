@@ -8,8 +8,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from helpers.data import duplicates
-from helpers.data import images
+from helpers.data import duplicates, images
 
 
 def _smooth(seed: int, side: int = 128) -> Image.Image:

@@ -128,14 +128,14 @@ def test_evaluate_run_writes_predictions_metrics_and_the_ledger_cell(tmp_path, m
 def test_evaluate_run_refuses_missing_checkpoint_and_other_classes(tmp_path, make_dataset):
     import torch
 
-    from helpers.utils import files as io
     from helpers.training.checkpoints import CheckpointError
+    from helpers.utils import files
     with pytest.raises(CheckpointError, match="best.pt not found: this run has no such checkpoint yet"):
         evaluate.evaluate_run(tmp_path / "empty", torch.device("cpu"))
     run = _trained_run(tmp_path, make_dataset)
-    report = io.read_json(run / "data_report.json")
+    report = files.read_json(run / "data_report.json")
     report["classes"] = ["cat", "dog", "wolf"]
-    io.write_json(run / "data_report.json", report)
+    files.write_json(run / "data_report.json", report)
     with pytest.raises(EvaluationError, match=r"checkpoint's classes \['cat', 'dog', 'fox'\] disagree"):
         evaluate.evaluate_run(run, torch.device("cpu"))
     assert not (run / "predictions.csv").exists() and not (run / "metrics.json").exists()
@@ -147,8 +147,8 @@ def _two_cycle_run(tmp_path, make_dataset):
 
     from helpers.data import dataset as data
     from helpers.data import imagecache
-    from helpers.utils import paths
     from helpers.training import cycle as train
+    from helpers.utils import paths
     run = paths.run_dir("pair")  # under the test's STUDY_HOME, so the report renders it
     frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
     classes = report["classes"]
@@ -163,9 +163,9 @@ def _two_cycle_run(tmp_path, make_dataset):
 def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tmp_path, make_dataset, monkeypatch):
     import torch
 
-    from helpers.utils import files as io
     from helpers.evaluation import stats
     from helpers.training.checkpoints import CheckpointError
+    from helpers.utils import files
     cpu = torch.device("cpu")
     run = _two_cycle_run(tmp_path, make_dataset)
     best_cycle = int(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["cycle"])
@@ -216,4 +216,4 @@ def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tm
     with pytest.raises(CheckpointError, match=rf"{best} is unreadable"):
         evaluate.evaluate_run(run, cpu)
     assert evaluate.evaluate_run(run, cpu, cycle=best_cycle)["metrics"]["cycle"] == best_cycle
-    assert io.read_json(run / "metrics.json")["cycle"] == best_cycle
+    assert files.read_json(run / "metrics.json")["cycle"] == best_cycle

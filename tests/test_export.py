@@ -9,13 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.evaluation import export
+from helpers.evaluation import export, predict, preprocess
 from helpers.models import inference
-from helpers.utils import paths
-from helpers.evaluation import predict
-from helpers.evaluation import preprocess
-from helpers.reporting import report
 from helpers.models.zoo import build_model
+from helpers.reporting import report
+from helpers.utils import paths
 from tests.test_predict import run, trained_home  # noqa: F401  (the trained run fixture)
 
 

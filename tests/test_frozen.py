@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.training import frozen
-from helpers.training import cycle as train
 from helpers.models.inference import normalizer_for
 from helpers.models.zoo import build_model
+from helpers.training import cycle as train
+from helpers.training import frozen
 
 ARCHS = ["efficientnet-lite0", "efficientnet-b0", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"]
 

@@ -70,6 +70,7 @@ def test_budget_decides_the_path_and_evicts_the_least_recently_used(tmp_path):
 
 def test_cache_on_without_the_disk_space_is_one_sentence(tmp_path, monkeypatch):
     import shutil
+
     import pytest
     frame = _split(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 10))
@@ -80,6 +81,7 @@ def test_cache_on_without_the_disk_space_is_one_sentence(tmp_path, monkeypatch):
 
 def test_a_cycle_trains_from_images_decoded_by_persistent_workers(tmp_path):
     import pandas as pd
+
     from helpers.training import cycle as train
     frame = _split(tmp_path, n=8, size=(24, 24))
     x, y = imagecache.split_arrays(frame, ["a", "b"], "train", 32, cache="off")

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 
 from helpers.reporting import index
-from helpers.utils import files as io
+from helpers.utils import files
 from helpers.utils import paths
 
 
@@ -15,11 +15,11 @@ def _run(run_id: str, cycles: list[dict], metrics: dict | None, dataset: str) ->
     run = paths.run_dir(run_id)
     base = {"started_at": "2026-12-01T10:00:00+00:00", "image_size": 64, "epochs": 3, "batch_size": 16,
             "best_epoch": 2, "test_accuracy": None, "seconds": 120.0}
-    io.write_csv(run / "cycles.csv", pd.DataFrame([{**base, **c} for c in cycles]))
-    io.write_json(run / "params.json", {"run_id": run_id, "notebooks": {"02_data": {"parameters": {"dataset": dataset}}}})
+    files.write_csv(run / "cycles.csv", pd.DataFrame([{**base, **c} for c in cycles]))
+    files.write_json(run / "params.json", {"run_id": run_id, "notebooks": {"02_data": {"parameters": {"dataset": dataset}}}})
     if metrics:
-        io.write_json(run / "metrics.json", metrics)
-    io.write_text(paths.report_dir(run_id) / "REPORT.md", "# report\n")
+        files.write_json(run / "metrics.json", metrics)
+    files.write_text(paths.report_dir(run_id) / "REPORT.md", "# report\n")
 
 
 def _table_rows(markdown: str) -> list[list[str]]:

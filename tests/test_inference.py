@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.evaluation import trained
 from helpers.models import inference
 from helpers.models.zoo import build_model
 
@@ -33,7 +34,7 @@ def test_load_trained_returns_model_normalizer_and_config(tmp_path):
     path = tmp_path / "best.pt"
     checkpoints.save(path, {"config": {"arch": "mobilenet_v3_small", "classes": ["a", "b"], "image_size": 32},
                             "cycle": 3, "epoch": 2, "val_accuracy": 0.75, "model": checkpoints.model_state(model)})
-    loaded, norm, cfg = inference.load_trained(path, torch.device("cpu"))
+    loaded, norm, cfg = trained.load_trained(path, torch.device("cpu"))
     assert (cfg["cycle"], cfg["epoch"], cfg["val_accuracy"], cfg["classes"]) == (3, 2, 0.75, ["a", "b"])
     images = np.zeros((1, 3, 32, 32), np.uint8)
     np.testing.assert_allclose(inference.predict_proba(loaded, norm, images, torch.device("cpu")),
@@ -41,9 +42,9 @@ def test_load_trained_returns_model_normalizer_and_config(tmp_path):
 
 
 def test_load_trained_applies_the_temperature_04_chose(tmp_path):
-    from helpers.training import checkpoints
-    from helpers.utils import files as io
     from helpers.evaluation import stats
+    from helpers.training import checkpoints
+    from helpers.utils import files
     model = build_model("mobilenet_v3_small", 2, "none")
     run = tmp_path / "run"
     path = run / "checkpoints" / "cycle-1" / "best.pt"
@@ -51,14 +52,14 @@ def test_load_trained_applies_the_temperature_04_chose(tmp_path):
                             "cycle": 1, "epoch": 1, "val_accuracy": 0.5, "model": checkpoints.model_state(model)})
     images = np.random.default_rng(0).integers(0, 255, (4, 3, 32, 32), dtype=np.uint8)
     cpu = torch.device("cpu")
-    raw_model, norm, cfg = inference.load_trained(path, cpu)
+    raw_model, norm, cfg = trained.load_trained(path, cpu)
     raw = inference.predict_proba(raw_model, norm, images, cpu)
     assert cfg["temperature"] == 1.0
-    io.write_json(run / "evaluations" / "cycle-1.json", {"cycle": 1, "calibration": {"temperature": 2.0,
+    files.write_json(run / "evaluations" / "cycle-1.json", {"cycle": 1, "calibration": {"temperature": 2.0,
                                                                                         "applied": True}})
-    tempered, norm, cfg = inference.load_trained(path, cpu)
+    tempered, norm, cfg = trained.load_trained(path, cpu)
     assert cfg["temperature"] == 2.0
     np.testing.assert_allclose(inference.predict_proba(tempered, norm, images, cpu), stats.apply_temperature(raw, 2.0),
                                atol=1e-5)
-    plain, _, cfg = inference.load_trained(path, cpu, calibrated=False)
+    plain, _, cfg = trained.load_trained(path, cpu, calibrated=False)
     assert cfg["temperature"] == 1.0

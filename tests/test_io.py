@@ -6,24 +6,24 @@ import stat
 import pandas as pd
 import pytest
 
-from helpers.utils import files as io
+from helpers.utils import files
 
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "x.json"
-    io.write_json(path, {"a": 1})
+    files.write_json(path, {"a": 1})
     with pytest.raises(RuntimeError):
-        with io.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash")
-    assert io.read_json(path) == {"a": 1}
+    assert files.read_json(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
 def test_ledger_appends_with_one_header(tmp_path):
     path = tmp_path / "ledger.csv"
-    io.append_csv_row(path, {"a": 1, "b": 2}, ["a", "b"])
-    io.append_csv_row(path, {"a": 3}, ["a", "b"])
+    files.append_csv_row(path, {"a": 1, "b": 2}, ["a", "b"])
+    files.append_csv_row(path, {"a": 3}, ["a", "b"])
     frame = pd.read_csv(path)
     assert frame["a"].tolist() == [1, 3] and list(frame.columns) == ["a", "b"]
 
@@ -45,23 +45,23 @@ def test_artifacts_get_the_users_umask_like_a_plain_open(tmp_path, umask, mask, 
 
     umask(mask)
     out = tmp_path / "run" / "report"
-    io.write_text(out / "REPORT.md", "# report\n")
-    io.write_json(out / "metrics.json", {"acc": 0.9})
-    io.write_csv(out / "predictions.csv", pd.DataFrame({"a": [1]}))
+    files.write_text(out / "REPORT.md", "# report\n")
+    files.write_json(out / "metrics.json", {"acc": 0.9})
+    files.write_csv(out / "predictions.csv", pd.DataFrame({"a": [1]}))
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    io.save_figure(fig, out / "curve.png")
+    files.save_figure(fig, out / "curve.png")
     plt.close(fig)
     checkpoints.save(out / "best.pt", {"model": {"w": torch.zeros(1)}})
     checkpoints.copy(out / "best.pt", out / "copy.pt")
-    io.append_csv_row(out / "ledger.csv", {"a": 1}, ["a"])
+    files.append_csv_row(out / "ledger.csv", {"a": 1}, ["a"])
     (out / "plain.txt").write_text("what open() gives")
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in out.iterdir()}
     assert modes == {name: oct(expected) for name in modes} and len(modes) == 8
     assert oct(stat.S_IMODE(out.stat().st_mode)) == oct(0o777 & ~mask)  # folders as usual
     # Rewriting an existing file keeps the rule (the temporary file is renamed over it).
     umask(0o022)
-    io.write_text(out / "REPORT.md", "# again\n")
+    files.write_text(out / "REPORT.md", "# again\n")
     assert stat.S_IMODE((out / "REPORT.md").stat().st_mode) == 0o644
 
 
@@ -70,5 +70,5 @@ def test_umask_is_read_with_or_without_proc(tmp_path, umask, monkeypatch, proc):
     if not proc:  # macOS and older kernels have no Umask line: the umask is read by setting it back
         monkeypatch.setattr(io, "PROC_STATUS", tmp_path / "missing")
     umask(0o027)
-    assert io.current_umask() == 0o027 and io.file_mode() == 0o640
+    assert files.current_umask() == 0o027 and files.file_mode() == 0o640
     assert os.umask(0o027) == 0o027  # reading it left it unchanged

@@ -14,7 +14,6 @@ from helpers.data import kaggle as kaggle_source
 from helpers.data.kaggle import KaggleError
 
 
-
 @pytest.fixture
 def no_credentials(tmp_path, monkeypatch):
     for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):

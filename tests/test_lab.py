@@ -78,7 +78,7 @@ def test_executed_notebook_check_names_errors_missing_and_doubled_figures(tmp_pa
     from nbformat.v4 import new_code_cell, new_notebook, new_output
     png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
     nb = new_notebook(cells=[
-        new_code_cell("io.save_figure(plots.roc_figure(c), p)", execution_count=1, outputs=[]),
+        new_code_cell("files.save_figure(plots.roc_figure(c), p)", execution_count=1, outputs=[]),
         new_code_cell("plots.image_grid(*g)", execution_count=2,
                       outputs=[new_output("display_data", data=png), new_output("execute_result", data=png,
                                                                                  execution_count=2)]),

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.utils import paths
 from helpers import pipeline
 from helpers.reporting.report import pct
+from helpers.utils import paths
 
 
 def _run(argv, capsys):
@@ -68,6 +68,7 @@ def test_kaggle_without_credentials_stops_in_seconds(capsys, monkeypatch, tmp_pa
 
 def test_a_notebook_without_its_parameters_tag_is_refused_by_name(capsys, monkeypatch, tmp_path):
     import shutil
+
     import nbformat
     copy = tmp_path / "notebooks"
     shutil.copytree(paths.NOTEBOOKS_DIR, copy)

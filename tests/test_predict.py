@@ -12,15 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import pipeline
 from helpers.data import dataset as data
 from helpers.data import imagecache
-from helpers.utils import paths
-from helpers import pipeline
-from helpers.evaluation import predict
-from helpers.evaluation import preprocess
-from helpers.evaluation import stats
+from helpers.evaluation import predict, preprocess, stats
 from helpers.training import cycle as train
 from helpers.training.checkpoints import CheckpointError
+from helpers.utils import paths
 from tests.conftest import make_image
 
 CLASSES = ["cat", "dog", "fox"]

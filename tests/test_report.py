@@ -5,21 +5,21 @@ import re
 import pandas as pd
 import pytest
 
-from helpers.utils import files as io
-from helpers.utils import paths
 from helpers.reporting import report
+from helpers.utils import files
+from helpers.utils import paths
 
 
 def _artifacts(run_id="r"):
     run = paths.run_dir(run_id)
-    io.write_csv(run / "cycles.csv", pd.DataFrame([
+    files.write_csv(run / "cycles.csv", pd.DataFrame([
         {"cycle": 1, "started_at": "t", "device": "cpu", "device_name": "CPU", "arch": "efficientnet-lite0",
          "image_size": 64, "epochs": 7, "batch_size": 8, "best_epoch": 6, "best_val_accuracy": 0.8711,
          "test_accuracy": None, "seconds": 10, "weights": "imagenet"},
         {"cycle": 2, "started_at": "t", "device": "cuda:0", "device_name": "RTX", "arch": "efficientnet-lite0",
          "image_size": 64, "epochs": 12, "batch_size": 16, "best_epoch": 9, "best_val_accuracy": 0.9311,
          "test_accuracy": 0.9956, "seconds": 10, "weights": "imagenet"}]))
-    io.write_json(run / "metrics.json", {"test_accuracy": 0.9956, "test_accuracy_ci95": [0.981, 0.9988],
+    files.write_json(run / "metrics.json", {"test_accuracy": 0.9956, "test_accuracy_ci95": [0.981, 0.9988],
                                          "n_test": 450, "classes": ["cat", "dog"], "roc_auc": 0.99871,
                                          "roc_skipped_classes": [], "ece": 0.0123, "cycle": 2,
                                          "per_class": {}, "most_confused": []})
@@ -70,7 +70,7 @@ def test_report_without_evaluation_says_so():
 def test_html_copy_embeds_figures():
     run = _artifacts()
     from helpers.reporting import plots
-    io.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
+    files.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
                                                            "confidence": [0.8], "accuracy": [0.7]}), 0.1),
                    run / "figures" / "reliability_diagram.png")
     report.write_report("r", "en")
@@ -81,16 +81,16 @@ def test_html_copy_embeds_figures():
 
 def test_every_table_number_equals_its_artifact():
     run = _artifacts()
-    io.write_json(run / "data_report.json", {
+    files.write_json(run / "data_report.json", {
         "root": "/data", "layout": "class_folders", "classes": ["cat", "dog"], "n_images": 40, "seed": 42,
         "ratios": [0.7, 0.15, 0.15], "counts": {"cat": {"train": 14, "val": 3, "test": 3},
                                                  "dog": {"train": 13, "val": 4, "test": 3}},
         "split_totals": {"train": 27, "val": 7, "test": 6}, "skipped": [{"path": "cat/x.jpg", "reason": "zero-byte file"}],
         "duplicate_groups": [], "conflicting_duplicates": [], "image_sizes": [["28x28", 40]], "fingerprint": "f" * 64})
-    metrics = io.read_json(run / "metrics.json")
+    metrics = files.read_json(run / "metrics.json")
     metrics["per_class"] = {"cat": {"precision": 0.9876, "recall": 0.5, "f1": 0.6639, "support": 3},
                             "dog": {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 3}}
-    io.write_json(run / "metrics.json", metrics)
+    files.write_json(run / "metrics.json", metrics)
     text = report.render("r", "en")
     counts = [line for line in text.splitlines() if line.startswith("| dog") and line.count("|") == 6]
     assert [c.strip() for c in counts[0].split("|")[2:-1]] == ["13", "4", "3", "20"]
@@ -103,7 +103,7 @@ def test_every_table_number_equals_its_artifact():
 def test_russian_report_has_no_english_study_columns_and_rounds_numbers():
     run = _artifacts()
     from helpers.research.study import RESEARCH_COLUMNS
-    io.write_csv(run / "research.csv", pd.DataFrame([
+    files.write_csv(run / "research.csv", pd.DataFrame([
         {"arch": "efficientnet-lite0", "family": "EfficientNet", "params_m": 4.652008, "head_params": 12810,
          "gflops": 0.79812, "latency_ms": 21.2345, "throughput_ips": 101.37, "train_ips": 12.345,
          "peak_mem_mb": 812.44, "imagenet_top1": 75.1, "source": "efficientnet-pytorch README (ImageNet top-1)",
@@ -131,7 +131,7 @@ def test_russian_report_has_no_english_study_columns_and_rounds_numbers():
 def test_results_shown_in_the_notebook_have_no_broken_image_links():
     run = _artifacts()
     from helpers.reporting import plots
-    io.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
+    files.save_figure(plots.reliability_diagram(pd.DataFrame({"bin_lo": [0.5], "bin_hi": [1.0], "n": [3],
                                                            "confidence": [0.8], "accuracy": [0.7]}), 0.1),
                    run / "figures" / "reliability_diagram.png")
     path = report.write_report("r", "ru")

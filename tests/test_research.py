@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers.params.schema import DEFAULT_RESEARCH_ARCHS, parse_list
 from helpers.research import measure
 from helpers.research import study as research
-from helpers.params.schema import DEFAULT_RESEARCH_ARCHS, parse_list
 
 CPU = torch.device("cpu")
 

@@ -7,10 +7,9 @@ from importlib import metadata
 
 import pytest
 
-from helpers.utils import files as io
-from helpers.utils import paths
 from helpers.reporting import report
-from helpers.utils import runinfo
+from helpers.utils import files
+from helpers.utils import paths, runinfo
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -23,7 +22,7 @@ def git(cwd, *args: str) -> str:
 def test_record_merges_notebooks_with_the_installed_versions():
     runinfo.record("r1", "02_data", {"dataset": "sample"})
     path = runinfo.record("r1", "03_train", {"epochs": 2}, device="cpu")
-    data = io.read_json(path)
+    data = files.read_json(path)
     assert path == paths.run_dir("r1") / "params.json"
     assert data["notebooks"]["02_data"]["parameters"] == {"dataset": "sample"}
     assert data["notebooks"]["03_train"]["resolved"] == {"device": "cpu"}

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.training import cycle as train
 from helpers.models.zoo import head_of
+from helpers.training import cycle as train
 from helpers.training.cycle import TrainConfig, TrainError
 
 DEVICE = torch.device("cpu")
@@ -352,9 +352,9 @@ def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
 
     import papermill
 
+    from helpers import pipeline
     from helpers.data import dataset as data
     from helpers.utils import paths
-    from helpers import pipeline
     run = paths.run_dir("cycles")
     data.split_for(run, str(make_dataset(per_class=8)), 42)
     common = {"run_id": "cycles", "arch": "efficientnet-lite0", "image_size": 32, "batch_size": 8, "epochs": 0,
@@ -382,6 +382,7 @@ def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
 
 def test_a_split_without_val_or_with_an_untrained_class_is_one_sentence(tmp_path):
     import numpy as np
+
     from helpers.training.cycle import TrainError, check_splits
     with pytest.raises(TrainError, match=r"split.csv has no val images; rerun 02"):
         check_splits(["a", "b"], [0, 1], [], tmp_path)

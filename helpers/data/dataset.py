@@ -18,13 +18,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.data import duplicates
-from helpers.data import layouts
-from helpers.utils import paths
-from helpers.data import split
-from helpers.data.archives import ARCHIVE_SUFFIXES, archive_stem, extract_archive, extract_nested, working_copy
+from helpers.data import duplicates, layouts, split
+from helpers.data.archives import (
+    ARCHIVE_SUFFIXES,
+    archive_stem,
+    extract_archive,
+    extract_nested,
+    working_copy,
+)
 from helpers.data.errors import DataError
-from helpers.data.images import IMAGE_SUFFIXES, Checked, check_image, check_images, to_rgb
+from helpers.data.images import (
+    IMAGE_SUFFIXES,
+    Checked,
+    check_image,
+    check_images,
+    to_rgb,
+)
+from helpers.utils import paths
 
 __all__ = ["ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES", "SPLIT_COLUMNS", "Checked", "DataError", "check_dataset_arg",
            "check_image", "check_images", "extract_archive", "load_split", "median_side", "prepare_split",
@@ -187,16 +197,16 @@ def load_split(run_dir: Path) -> tuple[pd.DataFrame, dict]:
 
 def save_split(run_dir: Path, frame: pd.DataFrame, report: dict) -> None:
     """Write split.csv and data_report.json; refuse to replace a different split that a run trained on."""
-    from helpers.utils import files as io
+    from helpers.utils import files
     split_path = run_dir / "split.csv"
     if split_path.exists() and (run_dir / "checkpoints").exists():
-        old = io.read_json(run_dir / "data_report.json") if (run_dir / "data_report.json").exists() else {}
+        old = files.read_json(run_dir / "data_report.json") if (run_dir / "data_report.json").exists() else {}
         if old.get("fingerprint") != report["fingerprint"] or old.get("seed") != report["seed"] \
                 or old.get("ratios") != report["ratios"]:
             raise DataError(f"run {run_dir.name!r} already trained on another split ({split_path}); "
                             "use a new run_id for new data, seed or ratios.")
-    io.write_csv(split_path, frame[SPLIT_COLUMNS])
-    io.write_json(run_dir / "data_report.json", report)
+    files.write_csv(split_path, frame[SPLIT_COLUMNS])
+    files.write_json(run_dir / "data_report.json", report)
 
 
 def median_side(report: dict) -> float | None:
@@ -226,8 +236,8 @@ DATA_PARAMETERS = ("layout", "label_column", "path_column", "group_column", "kee
 
 def _runner_data_parameters(run_dir: Path) -> dict:
     """02's parameters as the runner was given them (params.json), so that 01's early split equals 02's."""
-    from helpers.utils.files import read_json
     from helpers.params.schema import coerce
+    from helpers.utils.files import read_json
     recorded = run_dir / "params.json"
     given = read_json(recorded).get("notebooks", {}).get("pipeline", {}).get("parameters", {}) \
         if recorded.exists() else {}

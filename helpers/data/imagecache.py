@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from helpers.data.images import to_rgb
 from helpers.utils import paths
-from helpers.data.dataset import to_rgb
 from helpers.utils.progress import bar as progress_bar
 
 CACHE_VERSION = "v1"  # bump when the resize recipe changes

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from helpers.utils import paths
 from helpers.data.archives import extract_archive, extract_nested
 from helpers.data.errors import DataError
+from helpers.utils import paths
 
 DONE_MARKER = ".download-complete"
 

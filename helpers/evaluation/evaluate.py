@@ -14,19 +14,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import (auc, classification_report, confusion_matrix, roc_auc_score, roc_curve)
+from sklearn.metrics import (
+    auc,
+    classification_report,
+    confusion_matrix,
+    roc_auc_score,
+    roc_curve,
+)
 from sklearn.preprocessing import label_binarize
 
-from helpers.training import checkpoints
-from helpers.utils import files as io
-from helpers.training import ledger
-from helpers.evaluation import stats
-from helpers.training.checkpoints import load as load_checkpoint  # noqa: F401  (re-exported for older callers)
 from helpers.data.dataset import load_split
-from helpers.evaluation.gradcam import describe, grad_cam
 from helpers.data.imagecache import load_resized, split_arrays
-from helpers.models.inference import TTA_CHOICES, load_trained, predict_proba, set_temperature
+from helpers.evaluation import stats
+from helpers.evaluation.gradcam import describe, grad_cam
 from helpers.evaluation.stats import expected_calibration_error, wilson_interval  # noqa: F401  (their home is stats)
+from helpers.evaluation.trained import load_trained, set_temperature
+from helpers.models.inference import TTA_CHOICES, predict_proba
+from helpers.training import checkpoints, ledger
+from helpers.training.checkpoints import load as load_checkpoint  # noqa: F401  (re-exported for older callers)
+from helpers.utils import files
 
 
 class EvaluationError(ValueError):
@@ -259,7 +265,7 @@ def _previous_evaluation(run_dir: Path, cycle: int) -> tuple[dict, pd.DataFrame]
     """The most recent kept evaluation of a cycle other than `cycle` (metrics and predictions)."""
     found = []
     for path in (run_dir / "evaluations").glob("cycle-*.json"):
-        m = io.read_json(path)
+        m = files.read_json(path)
         if int(m["cycle"]) != int(cycle) and path.with_suffix(".csv").exists():
             found.append((m.get("evaluated_at", ""), m, path.with_suffix(".csv")))
     if not found:
@@ -272,7 +278,7 @@ def evaluated_cycles(run_dir: Path) -> dict[int, dict]:
     """Every kept evaluation of the run by cycle: its metrics.json content."""
     out = {}
     for path in sorted((Path(run_dir) / "evaluations").glob("cycle-*.json")):
-        m = io.read_json(path)
+        m = files.read_json(path)
         out[int(m["cycle"])] = m
     return out
 
@@ -289,7 +295,7 @@ def _write_together(run_dir: Path, preds: pd.DataFrame, metrics: dict, cycles: p
                (keep.with_suffix(".csv"), "preds")]
     with ExitStack() as stack:  # exits in reverse: predictions first, metrics.json last
         for target, kind in targets:
-            tmp = stack.enter_context(io.atomic_path(target))
+            tmp = stack.enter_context(files.atomic_path(target))
             if kind == "json":
                 tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str) + "\n",
                                encoding="utf-8")
@@ -306,7 +312,7 @@ def cycles_overview(run_dir: Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     cycles = ledger.read_cycles(run_dir)
     metrics_path = run_dir / "metrics.json"
-    final = io.read_json(metrics_path) if metrics_path.exists() else {}
+    final = files.read_json(metrics_path) if metrics_path.exists() else {}
     evaluated = evaluated_cycles(run_dir)
     val = pd.to_numeric(cycles["best_val_accuracy"], errors="coerce")
     best_cycle = final.get("selection", {}).get("run_best_cycle")

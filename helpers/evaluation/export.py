@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers.training import checkpoints
-from helpers.models import inference
-from helpers.utils import files as io
-from helpers.utils import paths
-from helpers.evaluation import preprocess
 from helpers.data.dataset import load_split
 from helpers.data.imagecache import split_arrays
+from helpers.evaluation import preprocess, trained
+from helpers.models import inference
+from helpers.params.schema import check
+from helpers.training import checkpoints
+from helpers.utils import files
+from helpers.utils import paths
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 TOLERANCE = 1e-4  # largest allowed |p_exported - p_pytorch| over every image and class of the test split
@@ -140,7 +141,7 @@ def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, to
         raise ExportError(f"format={fmt!r}: use onnx or torchscript.")
     ckpt_path = checkpoints.resolve(run_dir, int(cycle))
     cpu = torch.device("cpu")  # the bundle runs on the CPU; its reference must too
-    model, norm, config = inference.load_trained(ckpt_path, cpu)
+    model, norm, config = trained.load_trained(ckpt_path, cpu)
     spec = preprocess.spec_from_config(config)
     frame, _ = load_split(run_dir)
     if not (frame["split"] == "test").any():
@@ -149,8 +150,8 @@ def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, to
     folder = run_dir / "export"
     target = folder / FORMATS[fmt]
     parity_path = folder / "parity.json"
-    record = io.read_json(parity_path) if parity_path.exists() else {}
-    with io.atomic_path(target) as tmp:  # the model file lands only when parity holds
+    record = files.read_json(parity_path) if parity_path.exists() else {}
+    with files.atomic_path(target) as tmp:  # the model file lands only when parity holds
         try:
             write_model(exportable(model, norm), fmt, tmp, spec["image_size"])
         except Exception as exc:  # the exporters raise many types; the user needs the arch, format and cause
@@ -169,15 +170,15 @@ def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, to
             import onnxruntime
             result.update(onnxruntime=onnxruntime.__version__, opset=OPSET)
         record[fmt] = result
-        io.write_json(parity_path, record)
+        files.write_json(parity_path, record)
         if not result["passed"]:
             raise ExportError(f"{fmt} export of {ckpt_path.name} differs from PyTorch by up to "
                               f"{result['max_abs_diff']:.3g} in probability on the test split (tolerance "
                               f"{tolerance:g}; top-1 agreement {result['top1_agreement']:.4f}); no model file "
                               f"was kept — see {parity_path}.")
-    io.write_json(folder / "preprocessing.json", spec)
-    io.write_text(folder / "classes.txt", "\n".join(spec["classes"]) + "\n")
-    io.write_text(folder / "README.md", _bundle_readme([f for f in FORMATS if (folder / FORMATS[f]).exists()], spec))
+    files.write_json(folder / "preprocessing.json", spec)
+    files.write_text(folder / "classes.txt", "\n".join(spec["classes"]) + "\n")
+    files.write_text(folder / "README.md", _bundle_readme([f for f in FORMATS if (folder / FORMATS[f]).exists()], spec))
     return result
 
 
@@ -200,7 +201,7 @@ def parity_markdown(run_dir: Path, lang: str = "ru") -> list[str]:
         return []
     import pandas as pd
     t = PARITY_TEXT.get(lang, PARITY_TEXT["en"])
-    record = io.read_json(path)
+    record = files.read_json(path)
     if not record:
         return []
     rows = [[fmt, f"`{r['file']}`", f"{r['max_abs_diff']:.1e}", f"{r['tolerance']:g}",
@@ -224,7 +225,6 @@ def describe(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from helpers.params.schema import check
     ap = argparse.ArgumentParser(prog="python -m helpers.export", description=__doc__.splitlines()[0])
     ap.add_argument("--run-id", default="default", help="the run whose model is exported")
     ap.add_argument("--format", required=True, choices=sorted(FORMATS), help="onnx (onnxruntime) or torchscript")

@@ -20,16 +20,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.training import checkpoints
-from helpers.models import inference
-from helpers.utils import files as io
-from helpers.utils import paths
-from helpers.evaluation import preprocess
 from helpers.data.archives import archive_stem, extract_archive, is_archive, is_hidden
 from helpers.data.csvlayout import LABEL_NAMES
 from helpers.data.dataset import load_split
 from helpers.data.images import IMAGE_SUFFIXES, check_images
+from helpers.evaluation import preprocess, trained
 from helpers.evaluation.stats import wilson_interval
+from helpers.models import inference
+from helpers.params.schema import check
+from helpers.training import checkpoints
+from helpers.utils import files
+from helpers.utils import paths
+from helpers.utils.devices import resolve_device
 
 PATH_COLUMNS = ["path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "id"]
 GALLERY_SIZE = 16
@@ -236,7 +238,7 @@ def predict_images(run_dir: Path, images: str, device: torch.device, batch_size:
     if int(top_k) < 1:
         raise PredictError(f"top_k={top_k}: must be an integer ≥ 1.")
     ckpt_path = checkpoints.resolve(run_dir, int(cycle))
-    model, norm, config = inference.load_trained(ckpt_path, device)
+    model, norm, config = trained.load_trained(ckpt_path, device)
     spec = preprocess.spec_from_config(config)
     classes = spec["classes"]
     found = collect_images(images, run_dir, classes)
@@ -256,8 +258,8 @@ def predict_images(run_dir: Path, images: str, device: torch.device, batch_size:
               **{k: v for k, v in summary.items() if k != "counts"},
               "counts": summary["counts"].to_dict(orient="records"),
               "n_skipped": len(found.skipped), "skipped": found.skipped, "preprocessing": spec}
-    io.write_csv(target, frame)
-    io.write_json(target.with_suffix(".json"), record)
+    files.write_csv(target, frame)
+    files.write_json(target.with_suffix(".json"), record)
     titles = [(f"{lab} → " if lab else "") + f"{frame['class_1'].iloc[i]} ({frame['prob_1'].iloc[i]:.2f})"
               for i, lab in enumerate(found.labels[:len(gallery)])]
     return {"predictions": frame, "probs": probs, "images": found, "summary": summary, "csv": target,
@@ -283,7 +285,6 @@ def describe(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from helpers.params.schema import check
     ap = argparse.ArgumentParser(prog="python -m helpers.predict", description=__doc__.splitlines()[0])
     ap.add_argument("images", help="a folder, an archive, an image file or a CSV of paths ('' = the test split)")
     ap.add_argument("--run-id", default="default", help="the run whose model predicts")
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in ("run_id", "top_k", "cycle", "batch_size", "images"):
             check(name, getattr(args, name))
-        device = check("device", args.device)
+        device = resolve_device(check("device", args.device))
         result = predict_images(paths.run_dir(args.run_id), args.images, device, args.batch_size, args.cycle,
                                 args.tta, args.top_k)
     except ValueError as exc:  # our errors are ValueErrors with a user-facing sentence

@@ -4,62 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-EFFNET_PYTORCH_TABLE = "efficientnet-pytorch README (ImageNet top-1)"
+from helpers.params.archs import ARCHS, ArchSpec, arch_spec  # noqa: F401  (the catalogue lives in the configuration)
 
 
 class WeightsError(ValueError):
     """Weights were asked for that cannot be loaded; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class ArchSpec:
-    """What we know about one architecture before building it."""
-
-    name: str
-    family: str
-    library: str
-    native_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    head: str  # attribute that holds the classifier
-    imagenet_top1: float | None = None
-    top1_source: str = ""
-
-
 _LITE0_BLOCKS = ["r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
                  "r3_k3_s22_e6_i40_o80", "r3_k5_s11_e6_i80_o112", "r4_k5_s22_e6_i112_o192",
                  "r1_k3_s11_e6_i192_o320"]
-_B_SIZES = {0: 224, 1: 240, 2: 260, 3: 300, 4: 380, 5: 456, 6: 528, 7: 600}
-_B_TOP1 = {0: 76.3, 1: 78.8, 2: 79.8, 3: 81.1, 4: 82.6, 5: 83.3, 6: 84.0, 7: 84.4}
-
-ARCHS: dict[str, ArchSpec] = {
-    "efficientnet-lite0": ArchSpec("efficientnet-lite0", "EfficientNet", "efficientnet-pytorch", 224,
-                                   (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "_fc", 75.1,
-                                   "TensorFlow TPU EfficientNet-Lite README (ImageNet top-1)"),
-    **{f"efficientnet-b{i}": ArchSpec(f"efficientnet-b{i}", "EfficientNet", "efficientnet-pytorch",
-                                      _B_SIZES[i], IMAGENET_MEAN, IMAGENET_STD, "_fc", _B_TOP1[i],
-                                      EFFNET_PYTORCH_TABLE) for i in range(8)},
-    "resnet50": ArchSpec("resnet50", "ResNet-50", "torchvision", 224, IMAGENET_MEAN, IMAGENET_STD, "fc"),
-    "mobilenet_v3_large": ArchSpec("mobilenet_v3_large", "MobileNetV3", "torchvision", 224,
-                                   IMAGENET_MEAN, IMAGENET_STD, "classifier"),
-    "mobilenet_v3_small": ArchSpec("mobilenet_v3_small", "MobileNetV3", "torchvision", 224,
-                                   IMAGENET_MEAN, IMAGENET_STD, "classifier"),
-}
-
-
-def arch_spec(arch: str) -> ArchSpec:
-    """Return the spec of `arch`, or an error listing the known architectures."""
-    if arch not in ARCHS:
-        raise ValueError(f"arch={arch!r} is not known; choose one of: {', '.join(ARCHS)}.")
-    return ARCHS[arch]
 
 
 def _torchvision_weights(arch: str):

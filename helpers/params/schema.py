@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from helpers.models.zoo import ARCHS, arch_spec
+from helpers.params.archs import ARCHS, arch_spec
 
 NOTEBOOKS = ["01_research", "02_data", "03_train", "04_evaluate", "05_predict"]
 DEFAULT_RESEARCH_ARCHS = ("efficientnet-lite0,efficientnet-b0,efficientnet-b1,efficientnet-b2,efficientnet-b3,"
@@ -36,7 +34,7 @@ class Param:
     help: str
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
-    check: Callable[[Any], Any] | None = None  # raises ParameterError; may return a resolved value
+    check: Callable[[Any], None] | None = None  # a pure check of the value; raises ParameterError
     values: str = ""  # how the README describes the allowed values, when `choices` does not
 
     def describe_values(self) -> str:
@@ -59,8 +57,15 @@ def _check_run_id(value: str) -> None:
 
 
 def _check_dataset(value: str) -> None:
-    from helpers.data.dataset import check_dataset_arg
-    check_dataset_arg(value)
+    kind, _, rest = value.partition(":")
+    if not value.strip():
+        raise ParameterError("dataset is empty; give sample, a folder or archive, kaggle:<owner>/<dataset> or "
+                             "kaggle-competition:<name>.")
+    if kind == "kaggle" and not re.fullmatch(r"[\w.-]+/[\w.-]+", rest):
+        raise ParameterError(f"dataset={value!r}: a Kaggle dataset is kaggle:<owner>/<dataset>, like "
+                             "kaggle:zalando-research/fashionmnist.")
+    if kind == "kaggle-competition" and not re.fullmatch(r"[\w.-]+", rest):
+        raise ParameterError(f"dataset={value!r}: a Kaggle competition is kaggle-competition:<name>.")
 
 
 def _check_arch(value: str) -> None:
@@ -86,14 +91,13 @@ def _check_memory_batches(value: str) -> None:
 
 
 def _check_weights(value: str) -> None:
-    if value not in ("imagenet", "none") and not Path(value).expanduser().is_file():
-        raise ParameterError(f"weights={value!r}: no such file; give imagenet, none, or the path of a "
-                             "state-dict file.")
+    if not value.strip():
+        raise ParameterError("weights is empty; give imagenet, none, or the path of a state-dict file.")
 
 
-def _check_device(value: str) -> Any:
-    from helpers.utils.devices import resolve_device
-    return resolve_device(value)
+def _check_device(value: str) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda|cuda:\d+|mps", value.strip().lower()):
+        raise ParameterError(f"device={value!r} is not a device; use auto, cpu, cuda, cuda:N or mps.")
 
 
 def _check_image_size(value: int) -> None:
@@ -133,23 +137,6 @@ def _check_devices(value: str) -> None:
 def _check_label_smoothing(value: float) -> None:
     if not 0 <= value < 1:
         raise ParameterError(f"label_smoothing={value!r}: must be at least 0 and below 1.")
-
-
-def _check_tracking(value: str) -> None:
-    from helpers.training.tracking import TrackingError, check_available  # looks the package up, imports nothing
-    try:
-        check_available(value)
-    except TrackingError as exc:
-        raise ParameterError(str(exc)) from None
-
-
-def _check_images(value: str) -> None:
-    from helpers.evaluation.predict import PredictError, input_path
-    try:
-        if value:
-            input_path(value)
-    except PredictError as exc:
-        raise ParameterError(str(exc)) from None
 
 
 ALL = tuple(NOTEBOOKS)
@@ -237,13 +224,13 @@ SCHEMA: list[Param] = [
     P("cache_gb", float, 8.0, ("03_train",), "disk budget of the resized-image cache",
       check=_check_positive("cache_gb"), values="number > 0"),
     P("tracking", str, "none", ("03_train",), "also log each cycle to an installed tracker",
-      choices=("none", "mlflow", "tensorboard"), check=_check_tracking),
+      choices=("none", "mlflow", "tensorboard")),
     # 04 and 05: using the model
     P("cycle", int, 0, ("04_evaluate", "05_predict"), "which cycle's best to use (0: the run's best by validation)",
       minimum=0),
     P("tta", str, "none", ("04_evaluate", "05_predict"), "test-time augmentation",
       choices=("none", "flip", "flip+crops")),
-    P("images", str, "", ("05_predict",), "what to predict (empty: the run's test split)", check=_check_images,
+    P("images", str, "", ("05_predict",), "what to predict (empty: the run's test split)",
       values="a folder, an archive, an image file, a CSV of paths"),
     P("top_k", int, 3, ("05_predict",), "how many classes per image", minimum=1),
     P("export", str, "none", ("05_predict",), "also export the model and prove parity",
@@ -285,7 +272,10 @@ def coerce(name: str, value: Any) -> Any:
 
 
 def check(name: str, value: Any) -> Any:
-    """Type, range, choices and the parameter's own check; return its resolved value (or None)."""
+    """Type, range, choices and the parameter's own pure check; return the typed value.
+
+    Nothing here looks at the world (files, devices, credentials, packages): that is the preflight's
+    (helpers/runner/preflight.py), run once by the runner and by every notebook's first cell."""
     if name not in BY_NAME:
         raise ParameterError(f"unknown parameter {name!r}; valid names are {', '.join(sorted(BY_NAME))}.")
     p = BY_NAME[name]
@@ -295,28 +285,14 @@ def check(name: str, value: Any) -> Any:
     if p.minimum is not None and value < p.minimum:
         raise ParameterError(f"{name}={value!r}: must be an integer ≥ {p.minimum:g}." if p.type is int
                              else f"{name}={value!r}: must be at least {p.minimum:g}.")
-    return p.check(value) if p.check else None
+    if p.check:
+        p.check(value)
+    return value
 
 
 def validate(params: dict[str, Any]) -> dict[str, Any]:
-    """Check every parameter in `params` (unknown names are errors); return resolved values, e.g. the device."""
-    resolved: dict[str, Any] = {}
-    for name, value in params.items():
-        out = check(name, value)
-        if out is not None:
-            resolved[name] = out
-    if "devices" in params:  # how many processes depends on the device: checked once both are known
-        resolved["devices"] = _count_devices(str(params["devices"]), resolved.get("device"))
-    return resolved
-
-
-def _count_devices(value: str, device: Any) -> int:
-    from helpers.utils.devices import resolve_device
-    from helpers.training.distributed import resolve_devices
-    try:
-        return resolve_devices(value, device if device is not None else resolve_device("auto"))
-    except ValueError as exc:
-        raise ParameterError(str(exc)) from None
+    """Check every parameter in `params` (unknown names are errors); return them typed."""
+    return {name: check(name, value) for name, value in params.items()}
 
 
 def defaults(notebook: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.utils import files as io
+from helpers.utils import files
+from helpers.reporting.html import to_html
 from helpers.utils import paths
 
 FIGURE = "index_runs.png"
@@ -67,8 +68,8 @@ def collect() -> tuple[pd.DataFrame, pd.DataFrame]:
     runs_root = paths.home() / "runs"
     run_rows, cycle_rows = [], []
     for run in sorted(p for p in runs_root.glob("*") if p.is_dir()) if runs_root.exists() else []:
-        params = io.read_json(run / "params.json") if (run / "params.json").exists() else {}
-        metrics = io.read_json(run / "metrics.json") if (run / "metrics.json").exists() else {}
+        params = files.read_json(run / "params.json") if (run / "params.json").exists() else {}
+        metrics = files.read_json(run / "metrics.json") if (run / "metrics.json").exists() else {}
         cycles = _read_cycles(run)
         if not params and not len(cycles):
             continue  # not a run folder
@@ -148,7 +149,6 @@ def write_index(lang: str = "ru") -> Path:
     import matplotlib.pyplot as plt
 
     from helpers.reporting import plots
-    from helpers.reporting.report import to_html
     if lang not in TEXT:
         raise ValueError(f"lang={lang!r}: use ru or en.")
     out = paths.home() / "reports"
@@ -156,12 +156,12 @@ def write_index(lang: str = "ru") -> Path:
     runs, cycles = collect()
     if len(cycles):
         fig = plots.runs_comparison(cycles)
-        io.save_figure(fig, out / FIGURE)
+        files.save_figure(fig, out / FIGURE)
         plt.close(fig)  # built inside 04 too: it must not show up there as a stray figure
     path = out / "index.md"
-    io.write_text(path, render(runs, cycles, lang))
+    files.write_text(path, render(runs, cycles, lang))
     html = to_html(render(runs, cycles, lang, "REPORT.html"), out, TEXT[lang]["title"], lang)
-    io.write_text(out / "index.html", html)
+    files.write_text(out / "index.html", html)
     return path
 
 

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.utils import files as io
+from helpers.research.study import (
+    as_markdown,
+    claim_checks,
+    qualitative_table,
+    readable,
+    study_note,
+)
+from helpers.utils import files
+from helpers.reporting.html import to_html
 from helpers.utils import paths
-from helpers.research.study import as_markdown, claim_checks, qualitative_table, readable, study_note
 
 TEXT = {
     "ru": {
@@ -150,7 +157,7 @@ def _read(run_dir: Path, name: str):
     p = run_dir / name
     if not p.exists():
         return None
-    return pd.read_csv(p) if p.suffix == ".csv" else io.read_json(p)
+    return pd.read_csv(p) if p.suffix == ".csv" else files.read_json(p)
 
 
 def _figure(lines: list[str], figures: dict[str, Path], name: str, caption: str) -> None:
@@ -305,7 +312,9 @@ def render(run_id: str, lang: str = "ru") -> str:
 
     lines += [f"## {t['s4']}", ""]
     if cycles is not None and len(cycles):
-        from helpers.evaluation.evaluate import cycles_overview  # which test figure is the evaluated model's, which cycle was selected
+        from helpers.evaluation.evaluate import (
+            cycles_overview,  # which test figure is the evaluated model's, which cycle was selected
+        )
         lines += [cycles_table(cycles, t, cycles_overview(run_dir)).to_markdown(index=False, colalign=["center"] * 6),
                   "", t["acc_note"], ""]
     metrics = _read(run_dir, "metrics.json")
@@ -338,7 +347,9 @@ def render(run_id: str, lang: str = "ru") -> str:
     _figure(lines, figures, "reliability_diagram.png", t["fig_rel"])
     _figure(lines, figures, "confident_errors.png", t["fig_err"])
     _figure(lines, figures, "gradcam.png", t["fig_cam"])
-    from helpers.evaluation.export import parity_markdown  # export/parity.json, when the model was exported (05 or helpers.export)
+    from helpers.evaluation.export import (
+        parity_markdown,  # export/parity.json, when the model was exported (05 or helpers.export)
+    )
     lines += parity_markdown(run_dir, lang)
 
     lines += [f"## {t['prov']}", "", f"- {t['commit']}: `{params.get('git_commit', 'unknown')}`"]
@@ -349,25 +360,6 @@ def render(run_id: str, lang: str = "ru") -> str:
     if params.get("versions"):
         lines.append(f"- {t['versions']}: " + ", ".join(f"{k} {v}" for k, v in params["versions"].items()))
     return "\n".join(lines) + "\n"
-
-
-def to_html(markdown_text: str, folder: Path, title: str, lang: str = "ru") -> str:
-    """A self-contained HTML page of the report (Python-Markdown), with every figure embedded."""
-    import base64
-
-    import markdown
-    body = markdown.markdown(markdown_text, extensions=["tables", "sane_lists"], output_format="html")
-    for png in sorted(Path(folder).glob("*.png")):
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
-    # A wide table scrolls inside its own box instead of pushing the page sideways; long cells wrap.
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}"
-             "table{border-collapse:collapse;font-size:82%;display:block;max-width:100%;overflow-x:auto}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:break-word;hyphens:auto}"
-             "th{background:#f4f4f4}td{min-width:4em}td:last-child{overflow-wrap:anywhere;min-width:10em}"
-             "img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def results_markdown(path: Path) -> str:
@@ -391,11 +383,13 @@ def write_report(run_id: str, lang: str = "ru") -> Path:
     fig_dir = paths.run_dir(run_id) / "figures"
     if fig_dir.exists():
         for fig in fig_dir.glob("*.png"):
-            with io.atomic_path(out / fig.name) as tmp:
+            with files.atomic_path(out / fig.name) as tmp:
                 shutil.copyfile(fig, tmp)
     path = out / "REPORT.md"
-    io.write_text(path, text)
-    io.write_text(out / "REPORT.html", to_html(text, out, f"{TEXT[lang]['title']}: {run_id}", lang))
-    from helpers.reporting.index import write_index  # every report also refreshes reports/index.md, the runs side by side
+    files.write_text(path, text)
+    files.write_text(out / "REPORT.html", to_html(text, out, f"{TEXT[lang]['title']}: {run_id}", lang))
+    from helpers.reporting.index import (
+        write_index,  # every report also refreshes reports/index.md, the runs side by side
+    )
     write_index(lang)
     return path

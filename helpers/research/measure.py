@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from helpers.utils import files as io
+from helpers.utils import files
 from helpers.utils import paths
 
 # Bump when what a measurement does changes: cached figures of another version are never reused.
@@ -137,7 +137,13 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     """Parameters, FLOPs, latency, throughput, a training step and its peak memory of one architecture."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from helpers.models.zoo import arch_spec, build_model, count_parameters, head_of, published_top1
+    from helpers.models.zoo import (
+        arch_spec,
+        build_model,
+        count_parameters,
+        head_of,
+        published_top1,
+    )
     spec = arch_spec(arch)
     memory = _Memory(device)
     model = build_model(arch, 1000, "none")
@@ -331,14 +337,14 @@ def cached(request: dict, machine: dict, measurer: Measurer, reuse: bool) -> dic
     path = _cache_file(key)
     if reuse and path.exists():
         try:
-            stored = io.read_json(path)
+            stored = files.read_json(path)
             if stored.get("key") == key:
                 return {**stored["result"], "reused": True}
         except (OSError, ValueError):
             pass  # a damaged entry is measured again and rewritten
     result = measurer.run({**request, "threads": machine["threads"]})
     result["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    io.write_json(path, {"key": key, "result": result})
+    files.write_json(path, {"key": key, "result": result})
     return {**result, "reused": False}
 
 

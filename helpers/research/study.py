@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from helpers.research import measure
 from helpers.models.zoo import arch_spec
+from helpers.research import measure
 
 RESEARCH_COLUMNS = ["arch", "family", "params_m", "head_params", "gflops", "latency_ms", "throughput_ips",
                     "train_ips", "peak_mem_mb", "imagenet_top1", "source", "image_size", "native_size", "batch_size",

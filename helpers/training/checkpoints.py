@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helpers.utils import files as io
+from helpers.utils import files
 
 
 class CheckpointError(ValueError):
@@ -84,13 +84,13 @@ def load(path: Path) -> dict:
 
 def save(path: Path, payload: dict) -> None:
     """Write a checkpoint atomically (temporary file, then rename), so a kill never leaves half a file."""
-    with io.atomic_path(Path(path)) as tmp:
+    with files.atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
 
 
 def copy(src: Path, dst: Path) -> None:
     """Copy a checkpoint file atomically."""
-    with io.atomic_path(Path(dst)) as tmp:
+    with files.atomic_path(Path(dst)) as tmp:
         shutil.copyfile(src, tmp)
 
 

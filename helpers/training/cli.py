@@ -19,11 +19,18 @@ from typing import Any, Sequence
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from helpers.training import distributed
 from helpers.data import imagecache
-from helpers.utils import paths
-from helpers.utils import runinfo
-from helpers.params.schema import ParameterError, auto_image_size, coerce, defaults, for_notebook, validate
+from helpers.params.schema import (
+    ParameterError,
+    auto_image_size,
+    coerce,
+    defaults,
+    for_notebook,
+    validate,
+)
+from helpers.training import distributed
+from helpers.utils import paths, runinfo
+from helpers.utils.devices import resolve_device
 
 NOTEBOOK = "03_train"
 
@@ -49,8 +56,8 @@ def run(run_id: str, params: dict[str, Any]) -> dict:
     from helpers.data import dataset as data
     from helpers.training import cycle as train
     checked = {k: v for k, v in params.items() if k != "devices"}  # inside torchrun the group is the world
-    resolved = validate(checked)
-    device = distributed.init_process_group(resolved.get("device", torch.device("cpu")))
+    validate(checked)
+    device = distributed.init_process_group(resolve_device(checked.get("device", "cpu")))
     if distributed.world_size() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // distributed.local_world_size()))
     try:

@@ -21,19 +21,29 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from helpers.training import checkpoints
-from helpers.training import distributed
-from helpers.training import frozen
 from helpers.data import imagecache
-from helpers.training import ledger
-from helpers.params import schema as params
-from helpers.training import tracking
-from helpers.training.checkpoints import CheckpointError, load as load_checkpoint
-from helpers.utils.devices import device_name
 from helpers.data.imagecache import CachedImages
-from helpers.models.inference import Normalizer, autocast as _autocast, normalizer_for, predict_proba
-from helpers.training.ledger import CYCLE_COLUMNS, HISTORY_COLUMNS, fill_test_accuracy, read_cycles, read_history
-from helpers.models.zoo import arch_spec, backbone_blocks, build_model, head_of, load_weights
+from helpers.models.inference import Normalizer, normalizer_for, predict_proba
+from helpers.models.inference import autocast as _autocast
+from helpers.models.zoo import (
+    arch_spec,
+    backbone_blocks,
+    build_model,
+    head_of,
+    load_weights,
+)
+from helpers.params import schema as params
+from helpers.training import checkpoints, distributed, frozen, ledger, tracking
+from helpers.training.checkpoints import CheckpointError
+from helpers.training.checkpoints import load as load_checkpoint
+from helpers.training.ledger import (
+    CYCLE_COLUMNS,
+    HISTORY_COLUMNS,
+    fill_test_accuracy,
+    read_cycles,
+    read_history,
+)
+from helpers.utils.devices import device_name
 from helpers.utils.progress import bar as progress_bar
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "config_from", "validate_config", "run_cycle",

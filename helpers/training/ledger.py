@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.utils import files as io
+from helpers.utils import files
 
 # The contract's columns first and in its order; later additions go at the end so old readers keep working.
 CYCLE_COLUMNS = ["cycle", "started_at", "device", "device_name", "arch", "image_size", "epochs",
@@ -41,12 +41,12 @@ def recorded_cycles(run_dir: Path) -> set[int]:
 
 def append_cycle(run_dir: Path, row: dict) -> None:
     """Append one cycle's row (missing columns stay empty)."""
-    io.append_csv_row(Path(run_dir) / "cycles.csv", row, CYCLE_COLUMNS)
+    files.append_csv_row(Path(run_dir) / "cycles.csv", row, CYCLE_COLUMNS)
 
 
 def append_history(run_dir: Path, row: dict) -> None:
     """Append one epoch's row to history.csv."""
-    io.append_csv_row(Path(run_dir) / "history.csv", row, HISTORY_COLUMNS)
+    files.append_csv_row(Path(run_dir) / "history.csv", row, HISTORY_COLUMNS)
 
 
 def drop_history_after(run_dir: Path, cycle: int, epoch: int) -> None:
@@ -54,12 +54,12 @@ def drop_history_after(run_dir: Path, cycle: int, epoch: int) -> None:
     history = read_history(run_dir)
     stale = (history["cycle"] == cycle) & (history["epoch"] > epoch)
     if stale.any():
-        io.write_csv(Path(run_dir) / "history.csv", history[~stale])
+        files.write_csv(Path(run_dir) / "history.csv", history[~stale])
 
 
 def fill_test_accuracy(run_dir: Path, cycle: int, accuracy: float) -> None:
     """Write `accuracy` into the test_accuracy cell of one cycle's row; every other cell stays as it was."""
-    io.write_csv(Path(run_dir) / "cycles.csv", with_test_accuracy(run_dir, cycle, accuracy))
+    files.write_csv(Path(run_dir) / "cycles.csv", with_test_accuracy(run_dir, cycle, accuracy))
 
 
 def with_test_accuracy(run_dir: Path, cycle: int, accuracy: float) -> pd.DataFrame:

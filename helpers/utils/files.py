@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-
 PROC_STATUS = Path("/proc/self/status")
 
 

@@ -54,7 +54,9 @@ def bar(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: s
     """
     kind = mode()
     if kind == "widgets":
-        from tqdm.auto import tqdm  # ipywidgets is installed, so this is the notebook widget
+        from tqdm.auto import (
+            tqdm,  # ipywidgets is installed, so this is the notebook widget
+        )
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=summary, mininterval=0.5)
     if kind == "off":
         return iterable

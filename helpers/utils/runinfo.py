@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from helpers.utils import files as io
+from helpers.utils import files
 from helpers.utils import paths
 
 # params.json and the report footer list these; scipy computes the Wilson intervals and the binomial tests.
@@ -43,10 +43,10 @@ def git_commit() -> str:
 def record(run_id: str, notebook: str, params: dict[str, Any], **resolved: Any) -> Path:
     """Merge one notebook's parameters (and values it resolved) into runs/<run_id>/params.json."""
     path = paths.run_dir(run_id) / "params.json"
-    data = io.read_json(path) if path.exists() else {"run_id": run_id, "notebooks": {}}
+    data = files.read_json(path) if path.exists() else {"run_id": run_id, "notebooks": {}}
     data["notebooks"][notebook] = {"parameters": params, "resolved": resolved,
                                    "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     data["versions"] = library_versions()
     data["git_commit"] = git_commit()
-    io.write_json(path, data)
+    files.write_json(path, data)
     return path
