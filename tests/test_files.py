@@ -68,7 +68,7 @@ def test_artifacts_get_the_users_umask_like_a_plain_open(tmp_path, umask, mask, 
 @pytest.mark.parametrize("proc", [True, False])
 def test_umask_is_read_with_or_without_proc(tmp_path, umask, monkeypatch, proc):
     if not proc:  # macOS and older kernels have no Umask line: the umask is read by setting it back
-        monkeypatch.setattr(io, "PROC_STATUS", tmp_path / "missing")
+        monkeypatch.setattr(files, "PROC_STATUS", tmp_path / "missing")
     umask(0o027)
     assert files.current_umask() == 0o027 and files.file_mode() == 0o640
     assert os.umask(0o027) == 0o027  # reading it left it unchanged
