@@ -10,139 +10,34 @@ gets a row in the explanation: what it was read as and why.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.data import csvlayout
-from helpers.data.archives import archive_stem, is_archive, is_hidden
+from helpers.data.archives import archive_stem, is_archive
 from helpers.data.errors import DataError
 from helpers.data.images import is_image_name
-
-LAYOUTS = ("auto", "class_folders", "presplit", "csv", "filenames")
-SPLIT_WORDS = {
-    "train": {"train", "training", "trn", "trainset", "trainingset"},
-    "val": {"val", "valid", "validation", "validate", "dev", "valset", "validset"},
-    "test": {"test", "testing", "tst", "eval", "evaluation", "testset"},
-    "unlabelled": {"pred", "predict", "prediction", "predictions", "unlabeled", "unlabelled", "unknown",
-                   "inference"},
-}
-SPLITS = ("train", "val", "test")
-
-
-def split_meaning(name: str) -> str:
-    """What a folder name means as a split — 'train', 'val', 'test', 'unlabelled' — or '' for none."""
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
-    tokens = set(re.findall(r"[a-z]+", spaced.lower()))
-    meanings = {m for m, words in SPLIT_WORDS.items() if tokens & words}
-    return meanings.pop() if len(meanings) == 1 else ""
-
-
-def label_from_name(name: str) -> str:
-    """'cat.12.jpg' or 'cat_12.png' → 'cat' (Kaggle's dogs-vs-cats style); '' when there is no word label."""
-    stem = name.rsplit(".", 1)[0]
-    for sep in (".", "_", "-"):
-        if sep in stem:
-            head = stem.split(sep, 1)[0]
-            return head if head and not head.isdigit() else ""
-    return ""
-
-
-def _join(rel: str, name: str) -> str:
-    """A path relative to the scanned folder, '' being the folder itself."""
-    return f"{rel}/{name}" if rel else name
-
-
-def _shown(rel: str) -> str:
-    """A relative path as the explanation table shows it."""
-    return rel or "."
-
-
-class Tree:
-    """The visible folders and files below `top`, read once (links followed, hidden entries left out)."""
-
-    def __init__(self, top: Path) -> None:
-        self.top = top
-        self.dirs: dict[str, list[str]] = {}
-        self.files: dict[str, list[str]] = {}
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-            rel = Path(dirpath).relative_to(top).as_posix()
-            rel = "" if rel == "." else rel
-            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-            self.dirs[rel] = list(dirnames)
-            self.files[rel] = sorted(f for f in filenames if not is_hidden(f))
-        self.below: dict[str, int] = {}
-        for rel in sorted(self.dirs, key=lambda r: -r.count("/") if r else 1):  # deepest first
-            self.below[rel] = self.images(rel).__len__() + sum(self.below.get(_join(rel, d), 0)
-                                                                 for d in self.dirs[rel])
-
-    def images(self, rel: str) -> list[str]:
-        """Image file names directly in a folder."""
-        return [f for f in self.files.get(rel, []) if is_image_name(f)]
-
-    def has_classes(self, rel: str) -> bool:
-        """True when a folder holds subfolders that hold images."""
-        return any(self.below[_join(rel, d)] for d in self.dirs[rel])
-
-    def walk(self, rel: str, skip: set[str] = frozenset()) -> list[str]:
-        """Every visible file below a folder, as paths relative to top, in sorted order."""
-        out, stack = [], [rel]
-        while stack:
-            here = stack.pop()
-            out += [_join(here, f) for f in self.files[here]]
-            stack += [_join(here, d) for d in reversed(self.dirs[here]) if _join(here, d) not in skip]
-        return sorted(out)
-
-    def copies(self, rel: str) -> list[str]:
-        """Subfolders that repeat the folder they sit in (chest_xray/chest_xray): read once, not twice."""
-        name = (rel.rsplit("/", 1)[-1] if rel else self.top.name).lower()
-        here = set(self.dirs[rel]) | set(self.files[rel])
-        out = []
-        for d in self.dirs[rel]:
-            inner = set(self.dirs[_join(rel, d)]) | set(self.files[_join(rel, d)])
-            others = here - {d}
-            if inner and ((d.lower() == name and inner & others) or (len(others) >= 2 and inner == others)):
-                out.append(_join(rel, d))
-        return out
-
-
-@dataclass
-class Layout:
-    """What was found: the layout, the data root, the labelled items and everything left out, with reasons."""
-
-    kind: str
-    top: Path
-    root_rel: str
-    items: list[tuple[str, str, str, str]] = field(default_factory=list)  # path, label, given split, group
-    skipped: list[dict] = field(default_factory=list)
-    unlabelled: list[dict] = field(default_factory=list)
-    explained: list[dict] = field(default_factory=list)
-    hints: list[str] = field(default_factory=list)
-
-    @property
-    def root(self) -> Path:
-        """The data root: split.csv's paths are relative to it."""
-        return self.top / self.root_rel if self.root_rel else self.top
-
-    def explain(self, rel: str, role: str, reason: str) -> None:
-        """Add a row to the explanation table."""
-        self.explained.append({"path": _shown(rel), "role": role, "reason": reason})
-
-    def leave_out(self, tree: Tree, rel: str, reason: str) -> None:
-        """Record a folder of unlabelled images (left out of the split) and say why."""
-        self.unlabelled.append({"path": _shown(rel), "images": tree.below[rel], "reason": reason})
-        self.explain(rel, "unlabelled", reason)
+from helpers.data.tree import (
+    LAYOUTS,
+    SPLITS,
+    Layout,
+    Tree,
+    join,
+    label_from_name,
+    shown,
+    split_meaning,
+)
 
 
 def _descend(tree: Tree, rel: str, out: Layout) -> str:
     """Step through folders that only wrap the data (one folder, no data files beside it)."""
     while True:
-        dirs = [d for d in tree.dirs[rel] if _join(rel, d) not in tree.copies(rel)]
+        dirs = [d for d in tree.dirs[rel] if join(rel, d) not in tree.copies(rel)]
         data_files = [f for f in tree.files[rel] if is_image_name(f) or f.lower().endswith((".csv", ".json"))]
         if len(dirs) != 1 or data_files or split_meaning(dirs[0]):
             return rel
-        inner = _join(rel, dirs[0])
+        inner = join(rel, dirs[0])
         if not tree.dirs[inner] and not any(f.lower().endswith(".csv") for f in tree.files[inner]):
             return rel  # a single class folder: let the class check say so
         out.explain(rel, "wrapper", f"holds only the folder {dirs[0]!r}: the data root is inside it")
@@ -153,7 +48,7 @@ def _unrepeat(tree: Tree, rel: str, meaning: str) -> tuple[str, bool]:
     """seg_train/seg_train → the inner folder: a split folder repeated one level down."""
     repeated = False
     while len(tree.dirs[rel]) == 1 and not tree.images(rel) and split_meaning(tree.dirs[rel][0]) == meaning:
-        rel, repeated = _join(rel, tree.dirs[rel][0]), True
+        rel, repeated = join(rel, tree.dirs[rel][0]), True
     return rel, repeated
 
 
@@ -180,7 +75,7 @@ def _sort_folders(tree: Tree, r: str, out: Layout) -> _Folders:
     for rel in f.copies:
         out.explain(rel, "ignored", f"a copy of the folder it sits in ({tree.below[rel]} images): read once")
     for d in tree.dirs[r]:
-        rel = _join(r, d)
+        rel = join(r, d)
         if rel in f.copies:
             continue
         meaning = split_meaning(d)
@@ -210,7 +105,7 @@ def _class_items(tree: Tree, out: Layout, folder: str, label: str, given: str, s
 def _unpacked(tree: Tree, rel: str) -> bool:
     """True for an archive already unpacked beside itself (train.zip beside train/)."""
     parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
-    return is_archive(Path(rel)) and _join(parent, archive_stem(Path(rel))) in tree.dirs
+    return is_archive(Path(rel)) and join(parent, archive_stem(Path(rel))) in tree.dirs
 
 
 def _relative(rel: str, root_rel: str) -> str:
@@ -221,14 +116,14 @@ def _relative(rel: str, root_rel: str) -> str:
 def _outside(tree: Tree, out: Layout, folder: str) -> None:
     """Images lying beside class folders belong to no class: skipped, named."""
     for name in tree.images(folder):
-        out.skipped.append({"path": _relative(_join(folder, name), out.root_rel),
+        out.skipped.append({"path": _relative(join(folder, name), out.root_rel),
                             "reason": "file outside any class folder"})
 
 
 def _filename_items(tree: Tree, out: Layout, folder: str, given: str) -> None:
     """Images whose names carry their label (cat.1.jpg); the others are skipped, named."""
     for name in tree.images(folder):
-        rel = _relative(_join(folder, name), out.root_rel)
+        rel = _relative(join(folder, name), out.root_rel)
         label = label_from_name(name)
         if label:
             out.items.append((rel, label, given, ""))
@@ -240,7 +135,7 @@ def _explain_files(tree: Tree, r: str, out: Layout, tables: list) -> None:
     """Rows for the files at the data root that are not images: CSVs, label maps, archives, the rest."""
     described = {t.shown for t in tables}
     for name in tree.files[r]:
-        rel = _join(r, name)
+        rel = join(r, name)
         if rel in described or is_image_name(name):
             continue
         if is_archive(Path(name)):
@@ -280,11 +175,11 @@ def _csv_layout(out: Layout, table, tables: list, index: csvlayout.FileIndex) ->
         n, why = folders.get(folder, (0, named.get(p, f"not listed in {table.shown}")))
         folders[folder] = (n + 1, why)
     for folder, (n, why) in folders.items():
-        rel = _join(out.root_rel, folder) if folder else out.root_rel
-        out.unlabelled.append({"path": _shown(rel), "images": n, "reason": why})
+        rel = join(out.root_rel, folder) if folder else out.root_rel
+        out.unlabelled.append({"path": shown(rel), "images": n, "reason": why})
         out.explain(rel, "unlabelled", f"{n} images: {why}")
-    for rel in {_join(out.root_rel, p.rsplit("/", 1)[0]) for p in labelled if "/" in p}:
-        if _shown(rel) not in {row["path"] for row in out.explained}:
+    for rel in {join(out.root_rel, p.rsplit("/", 1)[0]) for p in labelled if "/" in p}:
+        if shown(rel) not in {row["path"] for row in out.explained}:
             out.explain(rel, "images", f"images labelled by {table.shown}")
 
 
@@ -310,9 +205,9 @@ def _label_maps(tree: Tree, r: str, tables: list) -> list[tuple[str, dict[str, s
             for t in tables if t.role == "label map"]
     for name in tree.files[r]:
         if name.lower().endswith(".json"):
-            mapping = csvlayout.label_map_from_json(tree.top / _join(r, name))
+            mapping = csvlayout.label_map_from_json(tree.top / join(r, name))
             if mapping:
-                maps.append((_join(r, name), mapping))
+                maps.append((join(r, name), mapping))
     return sorted(maps)
 
 
@@ -341,9 +236,9 @@ def detect(top: Path, layout: str = "auto", label_column: str = "", path_column:
     r = out.root_rel = _descend(tree, "", out)
     folders = _sort_folders(tree, r, out)
     skip = set(folders.copies)
-    csvs = [(top / _join(r, n), _join(r, n)) for n in tree.files[r] if n.lower().endswith(".csv")]
-    csvs += [(top / _join(_join(r, d), n), _join(_join(r, d), n)) for d in tree.dirs[r] if _join(r, d) not in skip
-             for n in tree.files[_join(r, d)] if n.lower().endswith(".csv")]
+    csvs = [(top / join(r, n), join(r, n)) for n in tree.files[r] if n.lower().endswith(".csv")]
+    csvs += [(top / join(join(r, d), n), join(join(r, d), n)) for d in tree.dirs[r] if join(r, d) not in skip
+             for n in tree.files[join(r, d)] if n.lower().endswith(".csv")]
     tables, table, index = [], None, None
     if csvs and layout in ("auto", "csv"):
         index = csvlayout.FileIndex([_relative(p, r) for p in tree.walk(r, skip) if is_image_name(p)])
@@ -415,7 +310,7 @@ def _folder_layout(tree: Tree, r: str, out: Layout, f: _Folders, layout: str, ta
         for rel, meaning, why in f.splits:
             out.explain(rel, meaning, f"{why}; {len(tree.dirs[rel])} class folders")
             for d in tree.dirs[rel]:
-                _class_items(tree, out, _join(rel, d), d, meaning, skip)
+                _class_items(tree, out, join(rel, d), d, meaning, skip)
             _outside(tree, out, rel)
         for rel in f.classes:
             if tree.has_classes(rel):
