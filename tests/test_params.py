@@ -4,6 +4,7 @@ import pytest
 
 from helpers.params import schema as params
 from helpers.params.schema import auto_image_size, coerce, parse_list, validate
+from helpers.runner.preflight import check as preflight
 
 
 @pytest.mark.parametrize("values,message", [
@@ -30,7 +31,7 @@ from helpers.params.schema import auto_image_size, coerce, parse_list, validate
 ])
 def test_bad_values(values, message):
     with pytest.raises(ValueError, match=message):
-        validate(values)
+        preflight(values)  # what the runner and every notebook's first cell run
 
 
 def test_kaggle_without_credentials_fails_in_the_check(monkeypatch, tmp_path):
@@ -38,13 +39,13 @@ def test_kaggle_without_credentials_fails_in_the_check(monkeypatch, tmp_path):
     for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(ValueError, match="no Kaggle credentials found"):
-        validate({"dataset": "kaggle:owner/slug"})
+        preflight({"dataset": "kaggle:owner/slug"})
 
 
 def test_good_values_and_helpers():
-    assert validate({"batch_size": 16, "epochs": 0, "device": "cpu"})["device"].type == "cpu"
-    assert validate({"init": "cycle:3", "tta": "flip+crops"}) == {}
-    assert validate({"devices": "all", "device": "cpu"})["devices"] == 1  # all = one process on a CPU
+    assert preflight({"batch_size": 16, "epochs": 0, "device": "cpu"})["device"].type == "cpu"
+    assert preflight({"init": "cycle:3", "tta": "flip+crops"}) == {}
+    assert preflight({"devices": "all", "device": "cpu"})["devices"] == 1  # all = one process on a CPU
     assert coerce("epochs", "7") == 7 and coerce("freeze_bn", "false") is False and coerce("lr", "1e-3") == 0.001
     assert parse_list(" a, b ,,c") == ["a", "b", "c"]
     assert auto_image_size("efficientnet-lite0", 28) == 80
@@ -64,3 +65,20 @@ def test_schema_is_consistent():
     text = params.help_text()
     for nb in params.NOTEBOOKS:
         assert f"  {nb}:" in text
+
+
+@pytest.mark.parametrize("values", [{"dataset": "/nowhere/data"}, {"weights": "/nowhere/w.pt"},
+                                    {"device": "cuda:7"}, {"images": "nowhere"}])
+def test_the_schema_checks_values_alone_and_the_preflight_the_world(values):
+    """A well-formed value passes the schema (no file, device or package is looked at); the preflight refuses it."""
+    assert validate(values) == values
+    with pytest.raises(ValueError, match=f"{next(iter(values))}="):
+        preflight(values)
+
+
+@pytest.mark.parametrize("values,message", [({"dataset": "kaggle:justaname"}, "kaggle:<owner>/<dataset>"),
+                                            ({"device": "gpu"}, "device='gpu' is not a device"),
+                                            ({"weights": ""}, "weights is empty")])
+def test_malformed_values_fail_in_the_schema_itself(values, message):
+    with pytest.raises(ValueError, match=message):
+        validate(values)

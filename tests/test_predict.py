@@ -16,8 +16,9 @@ from helpers import pipeline
 from helpers.data import dataset as data
 from helpers.data import imagecache
 from helpers.evaluation import predict, preprocess, stats
-from helpers.training import cycle as train
 from helpers.training.checkpoints import CheckpointError
+from helpers.training.config import TrainConfig
+from helpers.training.cycle import run_cycle
 from helpers.utils import paths
 from tests.conftest import make_image
 
@@ -36,9 +37,9 @@ def trained_home(tmp_path_factory):
         mp.setenv(paths.HOME_ENV, str(home))
         run = paths.run_dir("tiny")
         frame, report = data.split_for(run, str(ds), 42)
-        cfg = train.TrainConfig(arch="efficientnet-lite0", classes=report["classes"], image_size=32, batch_size=8,
+        cfg = TrainConfig(arch="efficientnet-lite0", classes=report["classes"], image_size=32, batch_size=8,
                                 epochs=0, head_epochs=1, weights="imagenet")
-        train.run_cycle(cfg, run, *imagecache.split_arrays(frame, cfg.classes, "train", 32),
+        run_cycle(cfg, run, *imagecache.split_arrays(frame, cfg.classes, "train", 32),
                         *imagecache.split_arrays(frame, cfg.classes, "val", 32), torch.device("cpu"), progress=False)
     return home
 
@@ -190,14 +191,15 @@ def test_bad_inputs_stop_with_one_sentence(run, tmp_path, capsys, monkeypatch):
 
 def test_a_path_relative_to_the_project_is_found_from_the_notebooks_folder(run, tmp_path, monkeypatch):
     """The runner's notebooks run in notebooks/; `-p images photos` typed at the project root must still work."""
-    from helpers.params import schema as params
+    from helpers.params.schema import ParameterError
+    from helpers.runner import preflight
     project = tmp_path / "project"
     make_image(project / "photos" / "cat" / "a.png", seed=2)
     (project / "notebooks").mkdir()
     monkeypatch.setattr(paths, "PROJECT_ROOT", project)
     monkeypatch.chdir(project / "notebooks")
-    params.check("images", "photos")  # what session.start runs inside the kernel
+    preflight.check({"images": "photos"})  # what session.start runs inside the kernel
     result = predict.predict_images(run, "photos", torch.device("cpu"))
     assert result["predictions"]["path"].tolist() == ["cat/a.png"] and result["csv"].name == "photos.csv"
-    with pytest.raises(params.ParameterError, match="images='nowhere': no such file or folder"):
-        params.check("images", "nowhere")
+    with pytest.raises(ParameterError, match="images='nowhere': no such file or folder"):
+        preflight.check({"images": "nowhere"})

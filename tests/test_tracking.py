@@ -13,7 +13,7 @@ from helpers.training import tracking
 
 
 def test_none_imports_no_tracker():
-    code = ("import sys; from helpers import tracking, train; t = tracking.start('none', '.', 1, {'lr': 1});"
+    code = ("import sys; from helpers.training import tracking, cycle; t = tracking.start('none', '.', 1, {'lr': 1});"
             "t.log_epoch({'val_accuracy': 0.5}, 1); t.finish({}); tracking.log_figure('none', '.', 1, 'x.png');"
             "print(sorted(m for m in sys.modules if m.startswith(('mlflow', 'tensorboard', 'torch.utils.tensorboard'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -28,10 +28,10 @@ def test_asked_for_but_not_installed_is_one_sentence(monkeypatch):
 
 
 def test_the_schema_refuses_a_missing_tracker_before_anything_runs(monkeypatch):
-    from helpers.params import schema as params
+    from helpers.runner import preflight
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match="tensorboard package is not installed"):
-        params.validate({"tracking": "tensorboard"})
+        preflight.check({"tracking": "tensorboard"})
 
 
 def _fake_mlflow(calls: list) -> types.ModuleType:
@@ -65,15 +65,16 @@ def test_a_training_cycle_logs_each_epoch_and_its_row(monkeypatch, tmp_path):
     import numpy as np
     import torch
 
-    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.training.cycle import run_cycle
     calls: list = []
     monkeypatch.setitem(sys.modules, "mlflow", _fake_mlflow(calls))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(12, 3, 32, 32), dtype=np.uint8)
     labels = [i % 2 for i in range(12)]
-    cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=["a", "b"], image_size=32, batch_size=6, epochs=1,
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=["a", "b"], image_size=32, batch_size=6, epochs=1,
                             head_epochs=1, weights="none", tracking="mlflow")
-    row = train.run_cycle(cfg, tmp_path / "run", images, labels, images, labels, torch.device("cpu"), progress=False)
+    row = run_cycle(cfg, tmp_path / "run", images, labels, images, labels, torch.device("cpu"), progress=False)
     epochs = [c for c in calls if c[0] == "log_metrics" and "step" in c[2]]
     assert [c[2]["step"] for c in epochs] == [1, 2]
     history = __import__("pandas").read_csv(tmp_path / "run" / "history.csv")
