@@ -34,7 +34,8 @@ from helpers.data import imagecache
 from helpers.models import zoo as models
 from helpers.models.inference import autocast, normalizer_for
 from helpers.params import schema as params
-from helpers.training import cycle as train
+from helpers.training.batches import train_loader
+from helpers.training.config import TrainConfig
 from helpers.utils.devices import device_name, resolve_device
 
 DEFAULTS = params.defaults("03_train")
@@ -89,9 +90,9 @@ def baseline_loader(files, labels, size, batch, workers, arch, device) -> DataLo
 
 def kit_loader(images, labels, size, batch, device) -> DataLoader:
     """The one call into helpers/train.py: 03's training DataLoader over `images` (default augment and workers)."""
-    cfg = train.TrainConfig(arch=DEFAULTS["arch"], classes=[str(c) for c in range(10)], image_size=size,
+    cfg = TrainConfig(arch=DEFAULTS["arch"], classes=[str(c) for c in range(10)], image_size=size,
                             batch_size=batch, device=str(device))
-    loader = train._train_loader(cfg, images, labels, device, torch.Generator().manual_seed(0), cfg.seed)
+    loader = train_loader(cfg, images, labels, device, torch.Generator().manual_seed(0), cfg.seed)
     loader.sampler.set_epoch(0)
     return loader
 

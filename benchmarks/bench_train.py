@@ -2,7 +2,7 @@
 data, and the whole head stage with its feature cache against the same stage running the frozen backbone every epoch.
 
 Every figure is printed beside its baseline, in one run, on the committed sample split as 02 splits it:
-- training step (whole network): `helpers.train.run_cycle` (head_epochs=0; freeze_early=False, so that it does the
+- training step (whole network): `helpers.run_cycle` (head_epochs=0; freeze_early=False, so that it does the
   bare loop's arithmetic and reads the images every step; 03's default is printed too) fed by the memory-mapped
   cache that `imagecache.split_arrays` builds, exactly as 03 reads it (its DataLoader, dataset and flip
   transform), and fed by a synthetic array in RAM; the baseline is the plainest loop (slice tensors already in RAM, normalise,
@@ -37,7 +37,10 @@ from helpers.data import imagecache
 from helpers.models.inference import autocast, normalizer_for
 from helpers.models.zoo import arch_spec, build_model, head_of
 from helpers.params import schema as params
-from helpers.training import cycle as train
+from helpers.training.config import TrainConfig
+from helpers.training.cycle import run_cycle
+from helpers.training.ledger import read_history
+from helpers.training.optim import set_bn_eval
 from helpers.utils.devices import device_name, resolve_device
 
 DEFAULTS = params.defaults("03_train")
@@ -63,21 +66,21 @@ def kit_config(same_computation: bool = True, **values):
     """03's TrainConfig; same_computation turns off what changes the arithmetic (freeze_early, where it exists)."""
     if same_computation and has_freeze_early():
         values["freeze_early"] = False  # otherwise the early layers' cached output replaces them every epoch
-    return train.TrainConfig(**values)
+    return TrainConfig(**values)
 
 
 def has_freeze_early() -> bool:
     """Whether 03 has the freeze_early option (frozen early layers, their output cached)."""
-    return "freeze_early" in {f.name for f in dataclasses.fields(train.TrainConfig)}
+    return "freeze_early" in {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def kit_cycle(cfg, train_x, train_y, val_x, val_y, device) -> tuple[float, list[float]]:
     """The one call into helpers/train.py: run_cycle in a fresh run folder; wall seconds and per-epoch seconds."""
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
-        train.run_cycle(cfg, Path(run_dir), train_x, train_y, val_x, val_y, device, progress=False)
+        run_cycle(cfg, Path(run_dir), train_x, train_y, val_x, val_y, device, progress=False)
         wall = time.perf_counter() - t0
-        history = train.read_history(Path(run_dir))
+        history = read_history(Path(run_dir))
     return wall, [float(s) for s in history["seconds"]]
 
 
@@ -107,7 +110,7 @@ def bare_step_rate(model: nn.Module, arch: str, images: torch.Tensor, labels: to
     norm = normalizer_for(arch).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr)
     model.train()
-    train.set_bn_eval(model)  # as 03 with freeze_bn=True (the default)
+    set_bn_eval(model)  # as 03 with freeze_bn=True (the default)
     rates = []
     for epoch in range(epochs):
         t0 = time.perf_counter()

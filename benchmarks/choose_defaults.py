@@ -21,7 +21,8 @@ import torch
 
 from helpers.data import dataset as data
 from helpers.data import imagecache
-from helpers.training import cycle as train
+from helpers.training.config import TrainConfig
+from helpers.training.cycle import run_cycle
 from helpers.utils.devices import resolve_device
 
 
@@ -38,11 +39,11 @@ def one_run(root: Path, seed: int, size: int, head_epochs: int, epochs: int, dev
     frame, report = data.prepare_split(root, seed=seed)
     frame["file"] = [str(Path(report["root"]) / p) for p in frame["path"]]
     classes = report["classes"]
-    cfg = train.TrainConfig(arch=arch, classes=classes, image_size=size, head_epochs=head_epochs, epochs=epochs,
+    cfg = TrainConfig(arch=arch, classes=classes, image_size=size, head_epochs=head_epochs, epochs=epochs,
                             seed=seed, device=str(device), **(settings or {}))
     run_dir = work / f"run-{size}-{head_epochs}-{epochs}-{seed}-{len(list(work.glob('run-*')))}"
     t0 = time.perf_counter()
-    row = train.run_cycle(cfg, run_dir, *split_arrays(frame, classes, "train", size, work / "cache"),
+    row = run_cycle(cfg, run_dir, *split_arrays(frame, classes, "train", size, work / "cache"),
                           *split_arrays(frame, classes, "val", size, work / "cache"), device, progress=False)
     return {"candidate": _name(size, head_epochs, epochs, settings), "seed": seed,
             "best_val_accuracy": float(row["best_val_accuracy"]), "best_epoch": row["best_epoch"],

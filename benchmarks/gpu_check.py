@@ -110,11 +110,13 @@ def throughput(arch: str, size: int, batch: int, device: torch.device, steps: in
     """Training img/s (AMP, channels_last, the loop's own step) and peak memory in GB, on synthetic batches."""
     from helpers.models import zoo as models
     from helpers.models.inference import normalizer_for
-    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.training.loop import train_step
+    from helpers.training.optim import make_optimizer
     model = models.build_model(arch, 1000, "none").to(device, memory_format=torch.channels_last).train()
     norm = normalizer_for(arch).to(device)
-    cfg = train.TrainConfig(arch=arch, classes=[str(i) for i in range(1000)], image_size=size, batch_size=batch)
-    opt = train._optimizer(model, cfg, head_only=False)
+    cfg = TrainConfig(arch=arch, classes=[str(i) for i in range(1000)], image_size=size, batch_size=batch)
+    opt = make_optimizer(model, cfg, head_only=False)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     crit = torch.nn.CrossEntropyLoss()
     forward = torch.compile(model) if compile_ else model
@@ -124,12 +126,12 @@ def throughput(arch: str, size: int, batch: int, device: torch.device, steps: in
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(3):  # warm-up: cuDNN autotuning, the allocator, compilation
-        train._train_step(forward, norm, x, y, batch, opt, scaler, crit, device)
+        train_step(forward, norm, x, y, batch, opt, scaler, crit, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for _ in range(steps):
-        train._train_step(forward, norm, x, y, batch, opt, scaler, crit, device)
+        train_step(forward, norm, x, y, batch, opt, scaler, crit, device)
     sync()
     rate = steps * batch / (time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
@@ -221,18 +223,18 @@ def main() -> int:
 
     @section("oom", skip)
     def oom() -> None:
-        from helpers.training import cycle as train
+        from helpers.training import loop
         oom_run = f"{run_id}-oom"
         make_split(oom_run, per_class=16 if dry else 64, side=24 if dry else 64)
         arch, size, batch = ("mobilenet_v3_small", 32, 8) if dry else ("efficientnet-b4", 380, 64)
         if dry:  # no memory cap on a CPU: make any batch above 2 images run out of memory once
-            original = train._train_step
+            original = loop.train_step
 
             def capped(model, norm, x, y, micro, *rest):
                 if micro > 2:
                     raise torch.OutOfMemoryError("dry run: simulated")
                 return original(model, norm, x, y, micro, *rest)
-            train._train_step = capped
+            loop.train_step = capped
         else:  # cap this process at about what batch 16 needed, so batch 64 cannot fit
             _, peak16 = throughput(arch, size, 16, device, steps=1)
             total = torch.cuda.get_device_properties(0).total_memory / 1e9
@@ -242,7 +244,7 @@ def main() -> int:
                         weights="none", device=str(device))
         finally:
             if dry:
-                train._train_step = original
+                loop.train_step = original
             else:
                 torch.cuda.set_per_process_memory_fraction(1.0)
                 torch.cuda.empty_cache()

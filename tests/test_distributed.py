@@ -26,8 +26,9 @@ from helpers import pipeline, session
 from helpers.data import dataset as data
 from helpers.data import imagecache
 from helpers.params.schema import ParameterError, defaults
-from helpers.training import cycle as train
 from helpers.training import distributed
+from helpers.training.config import config_from
+from helpers.training.cycle import run_cycle
 from helpers.utils import paths
 
 # The same cycle for both: 16 training images, global batch 8, two epochs, resnet50 with nothing random in it.
@@ -74,10 +75,10 @@ def one_process(run_id: str, **kw) -> dict:
     ctx = context(run_id, **kw)
     run = paths.run_dir(run_id)
     frame, report = data.load_split(run)
-    cfg = train.config_from(SimpleNamespace(**{**vars(ctx), "device": torch.device("cpu")}), report["classes"], 32)
+    cfg = config_from(SimpleNamespace(**{**vars(ctx), "device": torch.device("cpu")}), report["classes"], 32)
     x, y = imagecache.split_arrays(frame, report["classes"], "train", 32)
     vx, vy = imagecache.split_arrays(frame, report["classes"], "val", 32)
-    return train.run_cycle(cfg, run, x, y, vx, vy, torch.device("cpu"), progress=False)
+    return run_cycle(cfg, run, x, y, vx, vy, torch.device("cpu"), progress=False)
 
 
 def weights(run_id: str) -> dict:

@@ -102,13 +102,14 @@ def _trained_run(tmp_path, make_dataset):
 
     from helpers.data import dataset as data
     from helpers.data import imagecache
-    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.training.cycle import run_cycle
     run = tmp_path / "run"
     frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
     classes = report["classes"]
-    cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=classes, image_size=32, batch_size=8, epochs=1,
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=classes, image_size=32, batch_size=8, epochs=1,
                             head_epochs=0, weights="none")
-    train.run_cycle(cfg, run, *imagecache.split_arrays(frame, classes, "train", 32),
+    run_cycle(cfg, run, *imagecache.split_arrays(frame, classes, "train", 32),
                     *imagecache.split_arrays(frame, classes, "val", 32), torch.device("cpu"), progress=False)
     return run
 
@@ -147,16 +148,17 @@ def _two_cycle_run(tmp_path, make_dataset):
 
     from helpers.data import dataset as data
     from helpers.data import imagecache
-    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.training.cycle import run_cycle
     from helpers.utils import paths
     run = paths.run_dir("pair")  # under the test's STUDY_HOME, so the report renders it
     frame, report = data.split_for(run, str(make_dataset(per_class=8)), 42)
     classes = report["classes"]
     arrays = (*imagecache.split_arrays(frame, classes, "train", 32), *imagecache.split_arrays(frame, classes, "val", 32))
     for init, lr in (("weights", 3e-3), ("best", 0.3)):
-        cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=classes, image_size=32, batch_size=8, epochs=0,
+        cfg = TrainConfig(arch="mobilenet_v3_small", classes=classes, image_size=32, batch_size=8, epochs=0,
                                 head_epochs=2, weights="none", init=init, lr=lr)
-        train.run_cycle(cfg, run, *arrays, torch.device("cpu"), progress=False)
+        run_cycle(cfg, run, *arrays, torch.device("cpu"), progress=False)
     return run
 
 

@@ -8,8 +8,9 @@ import torch
 
 from helpers.models.inference import normalizer_for
 from helpers.models.zoo import build_model
-from helpers.training import cycle as train
 from helpers.training import frozen
+from helpers.training.config import TrainConfig
+from helpers.training.cycle import run_cycle
 
 ARCHS = ["efficientnet-lite0", "efficientnet-b0", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"]
 
@@ -84,9 +85,9 @@ def _cycle(tmp_path, monkeypatch, cached: bool, freeze_early: bool = True) -> di
     monkeypatch.setattr(frozen, "fits", lambda nbytes: cached)
     x = _images(24, 32, seed=1)
     y = [i % 3 for i in range(24)]
-    cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=["a", "b", "c"], image_size=32, batch_size=8,
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=["a", "b", "c"], image_size=32, batch_size=8,
                             epochs=2, head_epochs=1, weights="none", freeze_early=freeze_early, seed=5)
-    train.run_cycle(cfg, tmp_path, x, y, x[:9], y[:9], torch.device("cpu"), progress=False)
+    run_cycle(cfg, tmp_path, x, y, x[:9], y[:9], torch.device("cpu"), progress=False)
     return torch.load(tmp_path / "checkpoints" / "cycle-1" / "last.pt", weights_only=False)["model"]
 
 

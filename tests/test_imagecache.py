@@ -82,12 +82,13 @@ def test_cache_on_without_the_disk_space_is_one_sentence(tmp_path, monkeypatch):
 def test_a_cycle_trains_from_images_decoded_by_persistent_workers(tmp_path):
     import pandas as pd
 
-    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.training.cycle import run_cycle
     frame = _split(tmp_path, n=8, size=(24, 24))
     x, y = imagecache.split_arrays(frame, ["a", "b"], "train", 32, cache="off")
-    cfg = train.TrainConfig(arch="mobilenet_v3_small", classes=["a", "b"], image_size=32, batch_size=4, epochs=2,
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=["a", "b"], image_size=32, batch_size=4, epochs=2,
                             head_epochs=1, weights="none", workers=1)
-    row = train.run_cycle(cfg, tmp_path / "run", x, y, x, y, torch.device("cpu"), progress=False)
+    row = run_cycle(cfg, tmp_path / "run", x, y, x, y, torch.device("cpu"), progress=False)
     assert row["epochs"] == 2
     assert pd.read_csv(tmp_path / "run" / "history.csv")["stage"].tolist() == ["head", "full", "full"]
     opts = imagecache.loader_options(2, torch.device("cuda"))

@@ -7,8 +7,7 @@ import re
 import pandas as pd
 
 from helpers.reporting import index
-from helpers.utils import files
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 
 def _run(run_id: str, cycles: list[dict], metrics: dict | None, dataset: str) -> None:

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from helpers.reporting import report
-from helpers.utils import files
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 
 def _artifacts(run_id="r"):

@@ -8,8 +8,7 @@ from importlib import metadata
 import pytest
 
 from helpers.reporting import report
-from helpers.utils import files
-from helpers.utils import paths, runinfo
+from helpers.utils import files, paths, runinfo
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

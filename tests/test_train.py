@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.models.zoo import head_of
+from helpers.models import zoo
+from helpers.training import checkpoints, ledger, loop, optim, randomness
 from helpers.training import cycle as train
-from helpers.training.cycle import TrainConfig, TrainError
+from helpers.training.config import TrainConfig, TrainError, config_from
 
 DEVICE = torch.device("cpu")
 
@@ -32,7 +33,7 @@ def _config(**kw):
 
 def _crash_on(call: int, monkeypatch):
     """Make the `call`-th whole-network epoch raise KeyboardInterrupt (the user pressed stop)."""
-    original = train._full_epoch
+    original = loop.train_one_epoch
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
@@ -40,7 +41,7 @@ def _crash_on(call: int, monkeypatch):
         if calls["n"] == call:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
-    monkeypatch.setattr(train, "_full_epoch", crashing)
+    monkeypatch.setattr(loop, "train_one_epoch", crashing)
     return original
 
 
@@ -69,7 +70,7 @@ def test_continuation_cycles_append_rows_and_keep_earlier_ones(tmp_path):
     train.run_cycle(_config(epochs=1, head_epochs=0, init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
     lines = (tmp_path / "cycles.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first
-    train.fill_test_accuracy(tmp_path, 2, 0.5)
+    ledger.fill_test_accuracy(tmp_path, 2, 0.5)
     cycles = pd.read_csv(tmp_path / "cycles.csv", dtype=str, keep_default_na=False)
     assert cycles["test_accuracy"].tolist() == ["", "0.50000"]
     assert (tmp_path / "cycles.csv").read_text().splitlines()[1] == first
@@ -82,7 +83,7 @@ def test_interrupted_cycle_resumes_from_last_epoch(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(cfg, tmp_path, x, y, x, y, DEVICE, progress=False)
     assert not (tmp_path / "cycles.csv").exists()
-    monkeypatch.setattr(train, "_full_epoch", original)
+    monkeypatch.setattr(loop, "train_one_epoch", original)
     row = train.run_cycle(cfg, tmp_path, x, y, x, y, DEVICE, progress=False)
     assert row["cycle"] == 1 and row["epochs"] == 3
     assert len(pd.read_csv(tmp_path / "cycles.csv")) == 1
@@ -96,7 +97,7 @@ def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch):
     original = _crash_on(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(cfg, tmp_path / "resumed", x, y, x, y, DEVICE, progress=False)
-    monkeypatch.setattr(train, "_full_epoch", original)
+    monkeypatch.setattr(loop, "train_one_epoch", original)
     train.run_cycle(cfg, tmp_path / "resumed", x, y, x, y, DEVICE, progress=False)
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -110,7 +111,7 @@ def test_bad_configs_fail_before_anything_is_written(tmp_path):
                             ({"arch": "vgg"}, "arch='vgg' is not known")]:
         with pytest.raises(ValueError, match=message):
             train.run_cycle(_config(**kwargs), tmp_path, x, y, x, y, DEVICE, progress=False)
-    with pytest.raises(train.CheckpointError, match="no such checkpoint yet"):
+    with pytest.raises(checkpoints.CheckpointError, match="no such checkpoint yet"):
         train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
     assert not (tmp_path / "cycles.csv").exists()
 
@@ -129,18 +130,14 @@ def test_checkpoint_of_other_arch_or_classes_is_refused(tmp_path):
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, monkeypatch):
     x, y = _data()
-    real_build = train.build_model
-
-    def small_memory(*args, **kwargs):
-        model = real_build(*args, **kwargs)
-
-        def check(module, inputs):
-            if inputs[0].shape[0] > 2 and module.training:
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        head_of(model, args[0]).register_forward_pre_hook(check)  # the head runs in every path of a step
-        return model
-    monkeypatch.setattr(train, "build_model", small_memory)
-    row = train.run_cycle(_config(epochs=1, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
+    def check(module, inputs):  # the classifier's layers run in every path of a training step
+        if isinstance(module, torch.nn.Linear) and module.training and inputs[0].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(check)  # as a small GPU would
+    try:
+        row = train.run_cycle(_config(epochs=1, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
+    finally:
+        hook.remove()
     assert row["epochs"] == 1
     note = pd.read_csv(tmp_path / "cycles.csv")["note"].iloc[0]
     assert note == ("out of memory at batch 8: trained in micro-batches of 2 with 4 accumulation steps "
@@ -150,18 +147,19 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, 
 def test_unfreeze_top_blocks_and_onecycle(tmp_path):
     from helpers.models.zoo import build_model
     model = build_model("mobilenet_v3_small", 3, "none")
-    train.set_trainable(model, "mobilenet_v3_small", "full", "2")
-    blocks = train.backbone_blocks(model, "mobilenet_v3_small")
+    optim.set_trainable(model, "mobilenet_v3_small", "full", "2")
+    blocks = zoo.backbone_blocks(model, "mobilenet_v3_small")
     assert all(p.requires_grad for b in blocks[-2:] for p in b.parameters())
     assert not any(p.requires_grad for b in blocks[:-2] for p in b.parameters())
-    train.set_trainable(model, "mobilenet_v3_small", "head", "all")
+    optim.set_trainable(model, "mobilenet_v3_small", "head", "all")
     assert [p.requires_grad for p in model.parameters()].count(True) == len(list(model.classifier.parameters()))
     x, y = _data()
     row = train.run_cycle(_config(epochs=1, head_epochs=0, unfreeze="2", schedule="onecycle"), tmp_path,
                           x, y, x, y, DEVICE, progress=False)
     assert row["epochs"] == 1
-    with pytest.raises(TrainError, match="unfreeze='top'"):
-        train.validate_config(_config(unfreeze="top"))
+    with pytest.raises(ValueError, match="unfreeze='top'"):
+        train.run_cycle(_config(unfreeze="top"), tmp_path / "top", x, y, x, y, DEVICE, progress=False)
+    assert not (tmp_path / "top").exists()
 
 
 def test_killed_process_resumes_with_one_ledger_row(tmp_path):
@@ -171,7 +169,7 @@ def test_killed_process_resumes_with_one_ledger_row(tmp_path):
     import time
 
     from helpers.utils import paths
-    script = ("import torch; from tests.test_train import _data, _config; from helpers import train\n"
+    script = ("import torch; from tests.test_train import _data, _config; from helpers.training import cycle as train\n"
               "x, y = _data(n=256, size=64)\n"
               f"train.run_cycle(_config(epochs=6, head_epochs=0), __import__('pathlib').Path({str(tmp_path)!r}),"
               " x, y, x[:32], y[:32], torch.device('cpu'), progress=False)\n")
@@ -194,7 +192,7 @@ def test_interrupted_cycle_rerun_with_other_parameters_still_gets_its_row(tmp_pa
     original = _crash_on(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(_config(epochs=3, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
-    monkeypatch.setattr(train, "_full_epoch", original)
+    monkeypatch.setattr(loop, "train_one_epoch", original)
     train.run_cycle(_config(epochs=1, head_epochs=0, lr=1e-3), tmp_path, x, y, x, y, DEVICE, progress=False)
     cycles = pd.read_csv(tmp_path / "cycles.csv")
     assert cycles["cycle"].tolist() == [1, 2] and cycles["epochs"].tolist() == [1, 1]
@@ -204,7 +202,7 @@ def test_interrupted_cycle_rerun_with_other_parameters_still_gets_its_row(tmp_pa
 def _scripted_validation(monkeypatch, accuracies):
     """Make every validation return the next accuracy of `accuracies`: which model is kept is then certain."""
     it = iter(accuracies)
-    monkeypatch.setattr(train, "_validate", lambda c, images, labels: (1.0, next(it)))
+    monkeypatch.setattr(loop, "validate", lambda c, images, labels: (1.0, next(it)))
 
 
 def _ckpt(path):
@@ -228,7 +226,7 @@ def test_a_worse_cycle_never_replaces_the_runs_best(tmp_path, monkeypatch):
     cycles = pd.read_csv(tmp_path / "cycles.csv")
     assert cycles["init_from"].fillna(0).astype(int).tolist() == [0, 1, 2]
     assert cycles["best_val_accuracy"].tolist() == [0.8, 0.7, 0.9]
-    assert list(cycles.columns[:12]) == train.CYCLE_COLUMNS[:12] and cycles.columns[-1] == "init_from"
+    assert list(cycles.columns[:12]) == ledger.CYCLE_COLUMNS[:12] and cycles.columns[-1] == "init_from"
 
 
 def test_init_names_the_checkpoint_a_cycle_starts_from(tmp_path, monkeypatch):
@@ -253,12 +251,12 @@ def test_continuation_may_change_batch_size_lr_and_epochs(tmp_path, monkeypatch)
     x, y = _data()
     train.run_cycle(_config(epochs=1, head_epochs=0, batch_size=8), tmp_path, x, y, x, y, DEVICE, progress=False)
     loaded = {}
-    real = train.load_weights
+    real = zoo.load_weights
 
     def spy(model, arch, state, source):
         loaded["state"] = state
         return real(model, arch, state, source)
-    monkeypatch.setattr(train, "load_weights", spy)
+    monkeypatch.setattr(zoo, "load_weights", spy)
     row = train.run_cycle(_config(epochs=2, head_epochs=0, batch_size=16, lr=1e-3, init="best"), tmp_path,
                           x, y, x, y, DEVICE, progress=False)
     assert (row["cycle"], row["batch_size"], row["epochs"], row["lr"], row["init_from"]) == (2, 16, 2, 1e-3, 1)
@@ -298,13 +296,13 @@ def test_kill_between_last_checkpoint_and_ledger_row_still_yields_the_row(tmp_pa
 
 def test_bad_init_is_refused_before_anything_is_written(tmp_path):
     x, y = _data()
-    with pytest.raises(train.CheckpointError, match=r"best.pt not found: this run has no such checkpoint yet"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"best.pt not found: this run has no such checkpoint yet"):
         train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
     for _ in range(3):
         train.run_cycle(_config(epochs=0, head_epochs=1, init="last" if _ else "weights"), tmp_path, x, y, x, y,
                         DEVICE, progress=False)
     before = (tmp_path / "cycles.csv").read_text()
-    with pytest.raises(train.CheckpointError, match=r"cycle 7: .*cycle-7/best.pt not found; this run's cycles "
+    with pytest.raises(checkpoints.CheckpointError, match=r"cycle 7: .*cycle-7/best.pt not found; this run's cycles "
                                                     r"with a checkpoint are 1, 2, 3"):
         train.run_cycle(_config(init="cycle:7"), tmp_path, x, y, x, y, DEVICE, progress=False)
     with pytest.raises(TrainError, match=r"init=cycle:2: .*cycle-2/best.pt holds arch mobilenet_v3_small, "
@@ -316,7 +314,7 @@ def test_bad_init_is_refused_before_anything_is_written(tmp_path):
                         progress=False)
     best = tmp_path / "checkpoints" / "best.pt"
     best.write_bytes(best.read_bytes()[:1000])  # truncated, as by a full disk
-    with pytest.raises(train.CheckpointError, match=rf"{best} is unreadable .*truncated or corrupt"):
+    with pytest.raises(checkpoints.CheckpointError, match=rf"{best} is unreadable .*truncated or corrupt"):
         train.run_cycle(_config(init="best"), tmp_path, x, y, x, y, DEVICE, progress=False)
     assert (tmp_path / "cycles.csv").read_text() == before
     assert _ckpt(tmp_path / "checkpoints" / "cycle-2" / "best.pt")["cycle"] == 2  # the others are intact
@@ -325,7 +323,7 @@ def test_bad_init_is_refused_before_anything_is_written(tmp_path):
 def test_deterministic_sets_the_cuda_switches(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:
-        train.seed_everything(0, deterministic=True)
+        randomness.seed_everything(0, deterministic=True)
         import os
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
@@ -339,7 +337,7 @@ def test_config_from_takes_every_training_parameter_by_name():
     from types import SimpleNamespace
     ctx = SimpleNamespace(arch="mobilenet_v3_small", batch_size=16, epochs=3, lr=0.01, init="cycle:2",
                           keep_last=1, device=torch.device("cpu"), unfreeze="all", run_id="x", lang="en")
-    cfg = train.config_from(ctx, ["a", "b"], 48)
+    cfg = config_from(ctx, ["a", "b"], 48)
     assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.init, cfg.keep_last, cfg.device) == (16, 3, 0.01, "cycle:2", 1,
                                                                                          "cpu")
     assert cfg.classes == ["a", "b"] and cfg.image_size == 48 and cfg.head_epochs == 5  # absent: the default
@@ -383,7 +381,8 @@ def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
 def test_a_split_without_val_or_with_an_untrained_class_is_one_sentence(tmp_path):
     import numpy as np
 
-    from helpers.training.cycle import TrainError, check_splits
+    from helpers.training.cycle import check_splits
+
     with pytest.raises(TrainError, match=r"split.csv has no val images; rerun 02"):
         check_splits(["a", "b"], [0, 1], [], tmp_path)
     with pytest.raises(TrainError, match=r"class\(es\) \['b'\] have no train images"):

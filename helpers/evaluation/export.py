@@ -29,8 +29,7 @@ from helpers.evaluation import preprocess, trained
 from helpers.models import inference
 from helpers.params.schema import check
 from helpers.training import checkpoints
-from helpers.utils import files
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 TOLERANCE = 1e-4  # largest allowed |p_exported - p_pytorch| over every image and class of the test split

@@ -29,8 +29,7 @@ from helpers.evaluation.stats import wilson_interval
 from helpers.models import inference
 from helpers.params.schema import check
 from helpers.training import checkpoints
-from helpers.utils import files
-from helpers.utils import paths
+from helpers.utils import files, paths
 from helpers.utils.devices import resolve_device
 
 PATH_COLUMNS = ["path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "id"]

@@ -76,3 +76,21 @@ def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device
                 total = total + model(norm(view).contiguous(memory_format=torch.channels_last)).float().softmax(1)
         out.append((total / len(views)).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.ndarray,
+                     device: torch.device, batch_size: int = 64, workers: int = 0) -> torch.Tensor:
+    """Pooled backbone features (the head's input) of every image, computed once."""
+    spec = arch_spec(arch)
+    head = getattr(model, spec.head)
+    setattr(model, spec.head, nn.Identity())
+    try:
+        model.eval()
+        feats = []
+        for x in imagecache.batches(images, batch_size, device, workers):  # decoded by workers beyond the cache
+            with autocast(device):
+                feats.append(model(norm(x).contiguous(memory_format=torch.channels_last)).float())
+        return torch.cat(feats)
+    finally:
+        setattr(model, spec.head, head)

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.utils import files
 from helpers.reporting.html import to_html
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 FIGURE = "index_runs.png"
 

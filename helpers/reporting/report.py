@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers.reporting.html import to_html
 from helpers.research.study import (
     as_markdown,
     claim_checks,
@@ -14,9 +15,7 @@ from helpers.research.study import (
     readable,
     study_note,
 )
-from helpers.utils import files
-from helpers.reporting.html import to_html
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 TEXT = {
     "ru": {

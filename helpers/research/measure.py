@@ -27,8 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from helpers.utils import files
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 # Bump when what a measurement does changes: cached figures of another version are never reused.
 MEASURE_VERSION = 2

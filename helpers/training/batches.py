@@ -1,0 +1,49 @@
+"""What the training loop iterates: train-time augmentation and the training DataLoader with its workers."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from helpers.data import imagecache
+from helpers.data.imagecache import CachedImages
+from helpers.training import distributed
+from helpers.training.config import TrainConfig
+
+# More decoding processes than this only add start-up time and memory: at 8 the loader already outruns one GPU's
+# training of the default network at the default size.
+MAX_WORKERS = 8
+
+
+def make_transform(augment: str, size: int):
+    """Train-time augmentation on uint8 CHW tensors (torchvision transforms v2), or None."""
+    from torchvision.transforms import v2
+    if augment == "flip":
+        return v2.RandomHorizontalFlip()
+    if augment == "crop":
+        return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True)])
+    return None
+
+
+def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
+    """DataLoader workers: as given, or (workers=-1) none on CPU, where the cores train, and cores-1 on a GPU."""
+    if cfg.workers >= 0:
+        return cfg.workers
+    # N data-parallel processes on one machine share its cores.
+    cores = (os.cpu_count() or 1) // distributed.local_world_size()
+    return 0 if device.type == "cpu" else min(MAX_WORKERS, max(0, cores - 1))
+
+
+def train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.device, generator: torch.Generator,
+                 seed: int, dataset: Dataset | None = None) -> DataLoader:
+    """The training DataLoader: this process's share through a seeded DistributedSampler (one replica alone).
+
+    `dataset` replaces the images (the frozen early units' cached output, in memory: read without workers).
+    """
+    workers = 0 if dataset is not None else loader_workers(cfg, device)
+    if dataset is None:
+        dataset = CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size))
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=distributed.sampler(dataset, seed),
+                      generator=generator, **imagecache.loader_options(workers, device))

@@ -1,0 +1,93 @@
+"""The two stages of a cycle: the head alone on cached backbone features, then the network. Entering a stage sets
+what trains, a fresh optimiser and schedule (or the resumed ones), and the cached inputs it trains on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from helpers.models.inference import extract_features
+from helpers.training import distributed, frozen
+from helpers.training.batches import loader_workers
+from helpers.training.config import TrainConfig
+from helpers.training.optim import (
+    make_optimizer,
+    make_scheduler,
+    set_trainable,
+    warmup_cosine,
+)
+from helpers.training.state import Cycle, Early
+
+
+def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images) -> None:
+    """On a stage change: what trains, a fresh optimizer and schedule (or the resumed ones), cached features."""
+    if stage == c.stage:
+        return
+    c.stage = stage
+    cfg, head_only = c.cfg, stage == "head"
+    # Each of N processes sees a 1/N share of the images per epoch (DistributedSampler).
+    steps_per_epoch = max(1, math.ceil(math.ceil(n_train / distributed.world_size()) / cfg.batch_size))
+    set_trainable(c.model, cfg.arch, stage, cfg.unfreeze)
+    if cfg.freeze_early and c.early is None:
+        c.early = frozen_early(c, train_images, val_images)
+    if c.early is not None:
+        frozen.freeze(c.model, cfg.arch, c.early.rest.k)
+    if stage == "full":  # DDP registers only what trains now, so wrap after set_trainable
+        net = c.early.rest if c.early is not None else c.model
+        c.forward = compiled(distributed.wrap(net, c.device), cfg, c.device, c.progress)
+    c.optimizer = make_optimizer(c.model, cfg, head_only)
+    total = (cfg.head_epochs if head_only else cfg.epochs) * steps_per_epoch
+    if head_only:
+        c.scheduler = torch.optim.lr_scheduler.LambdaLR(c.optimizer, warmup_cosine(total, 0))
+    else:
+        c.scheduler = make_scheduler(c.optimizer, cfg, total, int(cfg.warmup_epochs * steps_per_epoch))
+    if c.resume and c.resume["state"]["epoch"] > 0 and c.resume.get("stage") == stage:
+        c.optimizer.load_state_dict(c.resume["optimizer"])
+        c.scheduler.load_state_dict(c.resume["scheduler"])
+    if head_only and c.feats is None:
+        c.feats = head_features(c, train_images, val_images)
+
+
+def head_features(c: Cycle, train_images, val_images) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's inputs, computed once: pooled features of the frozen backbone for train and val."""
+    if c.early is not None and c.early.cached:  # the backbone's rest on the cached early output
+        return tuple(frozen.pooled_features(c.early.rest, f, c.device) for f in (c.early.train, c.early.val))
+    workers = loader_workers(c.cfg, c.device)
+    return (extract_features(c.model, c.cfg.arch, c.norm, train_images, c.device, workers=workers),
+            extract_features(c.model, c.cfg.arch, c.norm, val_images, c.device, workers=workers))
+
+
+def frozen_early(c: Cycle, train_images, val_images) -> Early | None:
+    """freeze_early: how many units to freeze and, when augmentation and memory allow, their cached output."""
+    cfg = c.cfg
+    k = frozen.early_units(c.model, cfg.arch, cfg.image_size)
+    if k == 0:
+        return None
+    mirror = cfg.augment == "flip"
+    n = len(train_images) * (2 if mirror else 1) + len(val_images)
+    if cfg.augment == "crop" or not frozen.fits(frozen.cache_bytes(c.model, cfg.arch, k, cfg.image_size, n)):
+        return Early(frozen.Rest(c.model, cfg.arch, k, cached=False))  # frozen, but run on every image
+    workers = loader_workers(cfg, c.device)
+    t0 = time.perf_counter()
+    feats = [frozen.early_features(c.model, cfg.arch, k, c.norm, imgs, c.device, flip=flip, workers=workers)
+             for imgs, flip in ((train_images, False), (train_images, True), (val_images, False)) if flip <= mirror]
+    if c.progress:
+        print(f"frozen early layers ({k} units): output cached for {n} images in {time.perf_counter() - t0:.1f}s",
+              flush=True)
+    train, *rest = feats
+    return Early(frozen.Rest(c.model, cfg.arch, k), train, rest[0] if mirror else None, rest[-1])
+
+
+def compiled(model: nn.Module, cfg: TrainConfig, device: torch.device, progress: bool) -> nn.Module:
+    """torch.compile'd forward with compile=True on CUDA; elsewhere compiling costs more than it saves."""
+    if not cfg.compile:
+        return model
+    if device.type != "cuda":
+        if progress:
+            print(f"compile=True applies on CUDA; on {device.type} the network runs as it is", flush=True)
+        return model
+    return torch.compile(model)
