@@ -219,3 +219,21 @@ def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tm
         evaluate.evaluate_run(run, cpu)
     assert evaluate.evaluate_run(run, cpu, cycle=best_cycle)["metrics"]["cycle"] == best_cycle
     assert files.read_json(run / "metrics.json")["cycle"] == best_cycle
+
+
+def test_evaluation_files_are_flushed_before_rename_and_their_folder_after(tmp_path, make_dataset, monkeypatch):
+    import os
+
+    import torch
+    run = _trained_run(tmp_path, make_dataset)
+    calls = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (calls.append(("replace", str(a), str(b))), replace(a, b))[1])
+    evaluate.evaluate_run(run, torch.device("cpu"))
+    for name in ("metrics.json", "cycles.csv", "predictions.csv"):
+        i, (_, tmp, _) = next((i, c) for i, c in enumerate(calls) if c[0] == "replace" and c[2] == str(run / name))
+        assert ("fsync", tmp) in calls[:i] and ("fsync", str(run)) in calls[i + 1:]
+    renamed = [c[2] for c in calls if c[0] == "replace"]
+    assert renamed.index(str(run / "metrics.json")) == len(renamed) - 1  # it marks the evaluation complete

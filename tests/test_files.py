@@ -1,7 +1,8 @@
-"""helpers.io: atomic writes and append-only ledgers."""
+"""helpers.utils.files: atomic, durable writes and append-only ledgers."""
 
 import os
 import stat
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -72,3 +73,54 @@ def test_umask_is_read_with_or_without_proc(tmp_path, umask, monkeypatch, proc):
     umask(0o027)
     assert files.current_umask() == 0o027 and files.file_mode() == 0o640
     assert os.umask(0o027) == 0o027  # reading it left it unchanged
+
+
+@pytest.fixture
+def disk_calls(monkeypatch):
+    """Record every fsync (by the path of its descriptor) and every rename, in order."""
+    calls = []
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def logged_replace(src, dst):
+        calls.append(("replace", str(src), str(dst)))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(os, "replace", logged_replace)
+    return calls
+
+
+def assert_durable(calls, target):
+    """The temporary file renamed onto `target` was flushed before the rename and its folder after."""
+    target = str(target)
+    renames = [i for i, c in enumerate(calls) if c[0] == "replace" and c[2] == target]
+    assert renames, f"{target} was not written through a rename: {calls}"
+    i = renames[-1]
+    tmp = calls[i][1]
+    assert ("fsync", tmp) in calls[:i], f"{tmp} was renamed onto {target} without being flushed"
+    assert ("fsync", str(Path(target).parent)) in calls[i + 1:], f"{Path(target).parent} not flushed after rename"
+
+
+def test_checkpoints_ledger_and_json_are_flushed_before_rename_and_their_folder_after(tmp_path, disk_calls):
+    import torch
+
+    from helpers.training import checkpoints, ledger
+    run = tmp_path / "run"
+    checkpoints.save(checkpoints.cycle_dir(run, 1) / "best.pt", {"model": {"w": torch.ones(3)}, "config": {}})
+    checkpoints.copy(checkpoints.cycle_dir(run, 1) / "best.pt", checkpoints.checkpoint_dir(run) / "best.pt")
+    files.write_json(run / "metrics.json", {"test_accuracy": 0.5})
+    for target in ("checkpoints/cycle-1/best.pt", "checkpoints/best.pt", "metrics.json"):
+        assert_durable(disk_calls, run / target)
+    # A new folder's entry is flushed into its parent too, so the whole path survives a power cut.
+    assert ("fsync", str(run / "checkpoints")) in disk_calls and ("fsync", str(run)) in disk_calls
+    disk_calls.clear()
+    ledger.append_cycle(run, {"cycle": 1})
+    ledger.append_cycle(run, {"cycle": 2})
+    ledger_path = str(run / "cycles.csv")
+    assert disk_calls.count(("fsync", ledger_path)) == 2  # every appended row reaches the disk
+    assert ("fsync", str(run)) in disk_calls[disk_calls.index(("fsync", ledger_path)):]  # the new file's entry
+    assert ledger.read_cycles(run)["cycle"].tolist() == [1, 2]

@@ -7,7 +7,6 @@ also kept under evaluations/cycle-<N>.{csv,json}, so two evaluated cycles can be
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -286,16 +285,16 @@ def evaluated_cycles(run_dir: Path) -> dict[int, dict]:
 def _write_together(run_dir: Path, preds: pd.DataFrame, metrics: dict, cycles: pd.DataFrame) -> None:
     """predictions.csv, metrics.json, the ledger cell and the kept evaluation: all written, or none.
 
-    Every file is written to a temporary name first; only when all are complete are they renamed into place,
-    so an error leaves the previous evaluation intact (metrics.json, renamed last, marks the new one complete).
+    Every file is written to a temporary name and flushed to disk first; only when all are complete are they
+    renamed into place, so an error or a full disk leaves the previous evaluation intact (metrics.json, renamed
+    last, marks the new one complete).
     """
     keep = run_dir / "evaluations" / f"cycle-{metrics['cycle']}"
-    targets = [(run_dir / "metrics.json", "json"), (keep.with_suffix(".json"), "json"),
-               (run_dir / "cycles.csv", "cycles"), (run_dir / "predictions.csv", "preds"),
-               (keep.with_suffix(".csv"), "preds")]
-    with ExitStack() as stack:  # exits in reverse: predictions first, metrics.json last
-        for target, kind in targets:
-            tmp = stack.enter_context(files.atomic_path(target))
+    targets = [(keep.with_suffix(".csv"), "preds"), (run_dir / "predictions.csv", "preds"),
+               (run_dir / "cycles.csv", "cycles"), (keep.with_suffix(".json"), "json"),
+               (run_dir / "metrics.json", "json")]
+    with files.atomic_paths([t for t, _ in targets]) as temps:
+        for tmp, (_, kind) in zip(temps, targets):
             if kind == "json":
                 tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str) + "\n",
                                encoding="utf-8")

@@ -83,13 +83,17 @@ def load(path: Path) -> dict:
 
 
 def save(path: Path, payload: dict) -> None:
-    """Write a checkpoint atomically (temporary file, then rename), so a kill never leaves half a file."""
-    with files.atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    """Write a checkpoint atomically and durably (temporary file flushed to disk, then renamed).
+
+    A kill or a power cut never leaves half a file; a full disk raises files.DiskFullError and leaves the
+    earlier checkpoint of that name as it was.
+    """
+    with files.atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # through a file object, so a full disk surfaces as ENOSPC, not a bare RuntimeError
 
 
 def copy(src: Path, dst: Path) -> None:
-    """Copy a checkpoint file atomically."""
+    """Copy a checkpoint file atomically and durably."""
     with files.atomic_path(Path(dst)) as tmp:
         shutil.copyfile(src, tmp)
 
