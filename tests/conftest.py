@@ -40,3 +40,45 @@ def study_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("STUDY_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Factory: a real small filesystem (tmpfs of `size`, e.g. '2m') mounted on a fresh folder, unmounted after.
+
+    Skipped, with the reason, where this process may not mount one (not root, or a container without the
+    capability): a full disk is tested by making it happen, not by pretending.
+    """
+    import shutil
+    import subprocess
+    mounted = []
+
+    def factory(size: str = "2m", name: str = "disk") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command here, so no small filesystem can be made for a full-disk test")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a {size} tmpfs for a full-disk test ({done.stderr.strip() or 'not permitted'})")
+        mounted.append(folder)
+        return folder
+
+    yield factory
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Fill the filesystem holding `folder` with one file until `leave` bytes (rounded to pages) stay free."""
+    import shutil
+    filler = folder / "filler.bin"
+    free = shutil.disk_usage(folder).free
+    with filler.open("ab") as f:
+        try:
+            f.write(b"\0" * max(0, free - leave))
+            f.flush()
+        except OSError:
+            pass
+    return filler

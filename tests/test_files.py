@@ -124,3 +124,73 @@ def test_checkpoints_ledger_and_json_are_flushed_before_rename_and_their_folder_
     assert disk_calls.count(("fsync", ledger_path)) == 2  # every appended row reaches the disk
     assert ("fsync", str(run)) in disk_calls[disk_calls.index(("fsync", ledger_path)):]  # the new file's entry
     assert ledger.read_cycles(run)["cycle"].tolist() == [1, 2]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` (the filler aside) and its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "filler.bin"}
+
+
+def test_a_full_disk_names_the_file_leaves_no_temp_and_keeps_every_earlier_file(small_disk):
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from helpers.training import checkpoints, ledger
+
+    from .conftest import fill_disk
+    run = small_disk("6m") / "run"
+    checkpoints.save(run / "checkpoints" / "best.pt", {"model": {"w": torch.ones(1000)}, "config": {}})
+    ledger.append_cycle(run, {"cycle": 1, "arch": "efficientnet-lite0"})
+    files.write_json(run / "metrics.json", {"test_accuracy": 0.5})
+    files.write_csv(run / "predictions.csv", pd.DataFrame({"path": ["a.png"], "pred": ["cat"]}))
+    before = _snapshot(run)
+    filler = fill_disk(run, leave=64 * 1024)
+    fig, ax = plt.subplots()
+    ax.imshow(np.random.default_rng(0).random((400, 400)))
+    attempts = {
+        "best.pt": lambda: checkpoints.save(run / "checkpoints" / "best.pt",
+                                            {"model": {"w": torch.ones(400_000)}, "config": {}}),
+        "metrics.json": lambda: files.write_json(run / "metrics.json", {"x": "y" * 400_000}),
+        "predictions.csv": lambda: files.write_csv(run / "predictions.csv", pd.DataFrame({"a": ["z" * 1000] * 400})),
+        "roc.png": lambda: files.save_figure(fig, run / "figures" / "roc.png"),
+        "cycles.csv": lambda: ledger.append_cycle(run, {"cycle": 2, "note": "n" * 400_000}),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(files.DiskFullError) as caught:
+            attempt()
+        message = str(caught.value)
+        folder = run / "checkpoints" if name == "best.pt" else run / "figures" if name == "roc.png" else run
+        assert message.startswith(f"no space left to write {name} in {folder}: the disk holding that folder has ")
+        assert " kB free" in message or " MB free" in message or " B free" in message
+        assert caught.value.errno == 28 and isinstance(caught.value, OSError)
+        assert _snapshot(run) == before, f"{name}: an earlier file changed"
+        assert not [p for p in run.rglob("*.tmp")], f"{name}: a temporary file was left"
+    plt.close(fig)
+    # Space freed, the same writes go through (the next run resumes where this one stopped).
+    filler.unlink()
+    for attempt in attempts.values():
+        attempt()
+    assert ledger.read_cycles(run)["cycle"].tolist() == [1, 2]
+    assert checkpoints.load(run / "checkpoints" / "best.pt")["model"]["w"].shape == (400_000,)
+
+
+def test_a_full_disk_while_the_image_cache_is_built_is_one_sentence_not_a_crash(small_disk, make_dataset,
+                                                                                 monkeypatch):
+    import shutil
+
+    from helpers.data import imagecache
+    root = make_dataset(per_class=4)
+    images = sorted(str(p) for p in root.rglob("*.png"))
+    cache = small_disk("1m") / "cache"
+    real = shutil.disk_usage
+    # Another program fills the disk between the free-space check and the writes: the check sees room.
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10**12))
+    shas = [str(i) for i in range(len(images))]
+    with pytest.raises(files.DiskFullError, match=r"no space left to write 256px-12-\w+\.npy in .*cache: it needs "
+                                                  r"2\.4 MB and the disk holding that folder has .* free"):
+        imagecache.build_cache(images, shas, 256, cache_root=cache)
+    assert list(cache.iterdir()) == []  # no partial cache is left to be read as a whole one
+    monkeypatch.undo()
+    assert imagecache.build_cache(images, shas, 64, cache_root=cache).shape == (12, 3, 64, 64)

@@ -388,3 +388,82 @@ def test_a_split_without_val_or_with_an_untrained_class_is_one_sentence(tmp_path
     with pytest.raises(TrainError, match=r"class\(es\) \['b'\] have no train images"):
         check_splits(["a", "b"], np.array([0, 0]), [0, 1], tmp_path)
     check_splits(["a", "b"], [0, 1], [1], tmp_path)
+
+
+def _files(folder):
+    """Every file below `folder` but a test's filler, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "filler.bin"}
+
+
+def test_a_cycle_that_cannot_fit_its_checkpoints_is_refused_before_its_first_epoch(small_disk):
+    import subprocess
+
+    disk = small_disk("64m")
+    run = disk / "run"
+    x, y = _data()
+    train.run_cycle(_config(epochs=1, head_epochs=0), run, x, y, x, y, DEVICE, progress=False)
+    before = _files(run)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r"^cycle 2 needs about \d+\.\d MB for its checkpoints in .*run/checkpoints \(best\.pt "
+                             r"and last\.pt .*\) but the disk holding that folder has \d+\.\d MB free; nothing was "
+                             r"trained or written"):
+        train.run_cycle(_config(epochs=1, head_epochs=0), run, x, y, x, y, DEVICE, progress=False)
+    assert _files(run) == before and not list(run.rglob("*.tmp"))
+    # The user makes room: the same call now trains cycle 2 after cycle 1.
+    subprocess.run(["mount", "-o", "remount,size=128m", str(disk)], check=True)
+    train.run_cycle(_config(epochs=1, head_epochs=0), run, x, y, x, y, DEVICE, progress=False)
+    assert ledger.read_cycles(run)["cycle"].tolist() == [1, 2]
+
+
+def test_a_disk_filled_while_a_cycle_trains_loses_nothing_and_the_next_run_goes_on(small_disk):
+    from helpers.utils import files
+
+    from .conftest import fill_disk
+    run = small_disk("128m") / "run"
+    x, y = _data()
+    train.run_cycle(_config(epochs=1, head_epochs=0), run, x, y, x, y, DEVICE, progress=False)
+    before = _files(run)
+    c = train.open_cycle(_config(epochs=2, head_epochs=0), run, y, y, DEVICE, progress=False)
+    filler = fill_disk(run, leave=256 * 1024)  # another program fills the disk after the check
+    with pytest.raises(files.DiskFullError, match=r"^no space left to write (best|last)\.pt in .*run/checkpoints"
+                                                  r"(/cycle-2)?: the disk holding that folder has .* free; nothing "
+                                                  r"was replaced"):
+        train.run_stage(c, "full", x, y, x, y)
+    after = _files(run)
+    kept = set(before) - {"history.csv"}
+    assert set(after) == set(before) and {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    # The epoch's history row may be there (its checkpoint is not): the next run drops it when it redoes the epoch.
+    assert after["history.csv"].startswith(before["history.csv"])
+    assert not list(run.rglob("*.tmp"))
+    filler.unlink()
+    train.run_cycle(_config(epochs=2, head_epochs=0), run, x, y, x, y, DEVICE, progress=False)
+    assert ledger.read_cycles(run)["cycle"].tolist() == [1, 2]
+    history = ledger.read_history(run)
+    assert history[history["cycle"] == 2]["epoch"].tolist() == [1, 2]  # no epoch twice
+    for path in run.rglob("*.pt"):
+        checkpoints.load(path)
+
+
+def test_notebook_03_on_a_disk_too_small_for_its_checkpoints_stops_with_one_sentence(make_dataset, small_disk,
+                                                                                      monkeypatch):
+    import papermill
+
+    from helpers import pipeline
+    from helpers.data import dataset as data
+    from helpers.utils import paths
+    monkeypatch.setenv("STUDY_HOME", str(small_disk("16m") / "home"))
+    run = paths.run_dir("small")
+    data.split_for(run, str(make_dataset(per_class=8)), 42)
+    with pytest.raises(papermill.PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "03_train.ipynb"), str(run.parent / "03-out.ipynb"),
+                                   parameters={"run_id": "small", "arch": "mobilenet_v3_small", "weights": "none",
+                                               "image_size": 32, "batch_size": 8, "epochs": 1, "head_epochs": 1,
+                                               "device": "cpu"},
+                                   cwd=str(paths.NOTEBOOKS_DIR), kernel_name=pipeline._kernel_name(),
+                                   progress_bar=False)
+    assert caught.value.ename == "CheckpointError"
+    assert caught.value.evalue.startswith("cycle 1 needs about ") and "for its checkpoints in " in caught.value.evalue
+    assert " free; nothing was trained or written" in caught.value.evalue
+    assert not (run / "checkpoints").exists() or not list((run / "checkpoints").rglob("*"))
+    assert not (run / "cycles.csv").exists() and not (run / "history.csv").exists()

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from helpers.data.images import to_rgb
 from helpers.utils import paths
+from helpers.utils.files import DiskFullError, disk_full_cause, human_bytes
 from helpers.utils.progress import bar as progress_bar
 
 CACHE_VERSION = "v1"  # bump when the resize recipe changes
@@ -87,11 +88,37 @@ def build_cache(files: list[str], shas: list[str], size: int, cache_root: Path |
     free = shutil.disk_usage(root).free
     if cache_bytes(len(files), size) > free:
         raise ImageCacheError(f"the {size}px cache of {len(files)} images needs "
-                              f"{cache_bytes(len(files), size) / 1e9:.1f} GB but {root} has {free / 1e9:.1f} GB free; "
+                              f"{human_bytes(cache_bytes(len(files), size))} but {root} has {human_bytes(free)} free; "
                               "free some space, or use cache=off (decoding on the fly).")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
+        reserve(tmp)
+        _fill(array, files, size, progress)
+        array.flush()
+        del array
+        os.replace(tmp, target)
+    except OSError as exc:
+        if disk_full_cause(exc) is not None:
+            raise DiskFullError(target, need=cache_bytes(len(files), size)) from exc
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.load(target, mmap_mode="r")
 
+
+def reserve(path: Path) -> None:
+    """Allocate a sparse file's every block now, so a full disk is an OSError here, not a SIGBUS in a write."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def _fill(array: np.ndarray, files: list[str], size: int, progress: bool) -> None:
+    """Decode every image into its row of the cache array, on every core."""
     def fill(i: int) -> None:
         array[i] = load_resized(files[i], size)
 
@@ -101,9 +128,6 @@ def build_cache(files: list[str], shas: list[str], size: int, cache_root: Path |
             jobs = progress_bar(jobs, total=len(files), desc=f"cache {size}px", unit="images")
         for _ in jobs:
             pass
-    array.flush()
-    os.replace(tmp, target)
-    return np.load(target, mmap_mode="r")
 
 
 class DecodedImages:

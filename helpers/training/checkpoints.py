@@ -103,6 +103,26 @@ def model_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
+def cycle_bytes(model: nn.Module) -> int:
+    """Disk a cycle's checkpoints may take at once: its best.pt and last.pt (weights plus AdamW's two moments),
+    the run's best.pt and checkpoints/last.pt, each beside its temporary copy while it is renamed in place."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    last = weights + 2 * sum(p.numel() * p.element_size() for p in model.parameters())
+    return 2 * weights + 2 * last
+
+
+def check_room(run_dir: Path, model: nn.Module, cycle: int) -> None:
+    """Refuse, before the first epoch, a cycle whose checkpoints cannot fit on the disk of the run's folder."""
+    folder = checkpoint_dir(run_dir)
+    need, free = cycle_bytes(model), files.free_bytes(folder)
+    if need > free:
+        raise CheckpointError(f"cycle {cycle} needs about {files.human_bytes(need)} for its checkpoints in {folder} "
+                              f"(best.pt and last.pt with the optimiser's state, each with a temporary copy while "
+                              f"it is saved) but the disk holding that folder has {files.human_bytes(free)} free; "
+                              "nothing was trained or written — free some space (a smaller keep_last keeps fewer "
+                              "older cycles' last.pt) or point STUDY_HOME at a larger disk, then run 03 again.")
+
+
 def run_best_val(run_dir: Path) -> float:
     """Validation accuracy of the run's best model so far (-1 when there is none)."""
     path = checkpoint_dir(run_dir) / "best.pt"

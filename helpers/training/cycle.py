@@ -63,6 +63,8 @@ def open_cycle(cfg: TrainConfig, run_dir: Path, train_labels: list[int], val_lab
     c = _numbered(cfg, run_dir, device, last, resume, start, run_best, progress)
     c.generator = seed_everything(cfg.seed + c.number, cfg.deterministic)  # before the new head is initialised
     c.model = distributed.sync_batchnorm(_build(cfg, resume, start), device, cfg.freeze_bn)
+    if distributed.is_main():
+        checkpoints.check_room(run_dir, c.model, c.number)  # a full disk is found now, not after an epoch
     c.norm = normalizer_for(cfg.arch).to(device)
     # channels_last is faster on CUDA and, with oneDNN, about 1.5x faster on CPU too (benchmarks/).
     c.model.to(device, memory_format=torch.channels_last)

@@ -145,14 +145,20 @@ def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
         for folder in dict.fromkeys(p.parent for p in targets):
             fsync_folder(folder)
     except BaseException as exc:
-        full = disk_full_cause(exc)
+        full, culprit = disk_full_cause(exc), _culprit(targets, temps)
+        _remove(temps)  # before the free space is measured for the message
         if full is not None:
-            raise DiskFullError(_culprit(targets, temps)) from full
+            raise DiskFullError(culprit) from full
         raise
     finally:
-        for tmp in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _remove(temps)
+
+
+def _remove(temps: list[Path]) -> None:
+    """Delete the temporary files that are still there."""
+    for tmp in temps:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _culprit(targets: list[Path], temps: list[Path]) -> Path:
