@@ -11,6 +11,9 @@ from torch import nn
 from helpers.models.zoo import backbone_blocks, head_of
 from helpers.training.config import TrainConfig
 
+# schedule=onecycle spends this share of the steps rising to the peak rate: torch's and fastai's default.
+ONECYCLE_RISE = 0.3
+
 
 def set_trainable(model: nn.Module, arch: str, stage: str, unfreeze: str) -> None:
     """Head only in stage 1; in stage 2 the whole network or its top `unfreeze` blocks, plus the head."""
@@ -59,5 +62,5 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: in
     """Warmup then cosine (LambdaLR), or one-cycle, stepped once per optimizer step."""
     if cfg.schedule == "onecycle" and total > 1:
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                                   total_steps=total, pct_start=0.3)
+                                                   total_steps=total, pct_start=ONECYCLE_RISE)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warm))
