@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KERNEL := image-study-kit
 ARGS ?=
 
-.PHONY: run test lab lab-check browser bench clean-venv
+.PHONY: run test test-fast lab lab-check browser bench clean-venv
 
 # The stamp makes the install run once: again only when requirements.txt or pyproject.toml change (then pip
 # finds the pinned versions installed and needs the index only for a new one); tests/test_offline.py checks it.
@@ -25,6 +25,11 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop while changing code: the unit tests alone (no notebooks, browser, end-to-end runs or multi-cycle
+# training; see the markers in pyproject.toml).
+test-fast: $(STAMP)
+	$(PY) -m pytest -o addopts="-ra" -m "not notebook and not e2e and not browser and not integration" tests $(PYTEST_ARGS)
 
 # The browser check (tests/test_lab.py) drives Debian's chromium: installed here when it is missing and we can
 # (root with apt-get, as in CI); elsewhere that one test is skipped and says why.

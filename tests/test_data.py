@@ -213,6 +213,7 @@ def test_labels_in_file_names_like_dogs_vs_cats(tmp_path):
     assert report["skipped"] == [{"path": "train/17.jpg", "reason": "no label in the file name"}]
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", SHAPES)
 def test_02_notebook_on_every_kaggle_shape(name, tmp_path, study_home, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as JupyterLab shows figures

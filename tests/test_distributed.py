@@ -96,6 +96,7 @@ def history(run_id: str) -> pd.DataFrame:
     return pd.read_csv(paths.run_dir(run_id) / "history.csv")
 
 
+@pytest.mark.e2e
 def test_two_gloo_processes_from_03_match_one_process_with_the_same_global_batch(tmp_path):
     import papermill
     for run_id in ("two", "one", "half"):
@@ -142,6 +143,7 @@ def _rank_of(pid: int) -> int | None:
     return next((int(e[5:]) for e in env if e.startswith(b"RANK=")), None)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the ranks through /proc (Linux)")
 def test_kill_9_of_one_rank_mid_cycle_then_rerun_resumes_with_one_ledger_row():
     run = make_run("kill")
@@ -169,6 +171,7 @@ def test_kill_9_of_one_rank_mid_cycle_then_rerun_resumes_with_one_ledger_row():
     assert epochs and not epochs[0].startswith("[rank0]: cycle 1 epoch 1/")  # resumed, not restarted
 
 
+@pytest.mark.e2e
 def test_a_rank_that_dies_at_start_is_named_with_its_last_lines(tmp_path):
     script = tmp_path / "dies.py"
     script.write_text("import os\nprint('rank', os.environ['RANK'], 'up', flush=True)\n"

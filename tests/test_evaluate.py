@@ -162,6 +162,7 @@ def _two_cycle_run(tmp_path, make_dataset):
     return run
 
 
+@pytest.mark.integration
 def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tmp_path, make_dataset, monkeypatch):
     import torch
 

@@ -19,6 +19,7 @@ from tests.test_predict import run, trained_home  # noqa: F401  (the trained run
 
 @pytest.mark.parametrize("arch", ["efficientnet-lite0", "efficientnet-b0", "resnet50", "mobilenet_v3_small",
                                   "mobilenet_v3_large"])
+@pytest.mark.integration
 def test_every_arch_exports_with_parity(arch, tmp_path):
     torch.manual_seed(0)
     model = build_model(arch, 3, "none").eval()
@@ -37,6 +38,7 @@ def test_every_arch_exports_with_parity(arch, tmp_path):
         assert result["top1_agreement"] == 1.0 and result["accuracy_exported"] == result["accuracy_pytorch"]
 
 
+@pytest.mark.integration
 def test_run_export_writes_a_self_contained_bundle_and_parity(run, capsys):  # noqa: F811
     assert export.main(["--run-id", "tiny", "--format", "onnx"]) == 0
     assert export.main(["--run-id", "tiny", "--format", "torchscript"]) == 0

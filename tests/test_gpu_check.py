@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from helpers.utils import paths
 
 
+@pytest.mark.e2e
 def test_gpu_check_dry_run_runs_every_section_and_cites_its_sources(tmp_path):
     out = subprocess.run([sys.executable, str(paths.PROJECT_ROOT / "benchmarks" / "gpu_check.py"), "--dry-run",
                           "--home", str(tmp_path / "home")], capture_output=True, text=True, timeout=600)

@@ -67,6 +67,7 @@ def test_heatmap_moves_with_the_object(lite0):
         assert cam[56:168].sum() > 0.7 * cam.sum()
 
 
+@pytest.mark.integration
 def test_heatmap_is_for_the_class_asked(lite0):
     x = _scene("left")[None]
     predicted, = gradcam.grad_cam(lite0, "efficientnet-lite0", x)

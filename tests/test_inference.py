@@ -11,6 +11,7 @@ from helpers.models import inference
 from helpers.models.zoo import build_model
 
 
+@pytest.mark.integration
 def test_tta_views_and_probabilities():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8)
     assert len(inference.tta_views(x, "none")) == 1

@@ -79,6 +79,6 @@ def test_bad_spec():
 
 
 def test_importing_helpers_never_imports_kaggle():
-    code = ("import sys, helpers.data, helpers.pipeline, helpers.kaggle_source, helpers.train, helpers.report; "
+    code = ("import sys, helpers.data.dataset, helpers.pipeline, helpers.data.kaggle, helpers.training.cycle, helpers.reporting.report; "
             "assert 'kaggle' not in sys.modules, 'kaggle imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -41,6 +41,7 @@ def taken_port():
         yield s.getsockname()[1]
 
 
+@pytest.mark.browser
 def test_make_lab_on_a_taken_port_says_so_and_starts_on_the_next_free_one(taken_port):
     cmd = ["make", "-s", "-o", ".venv/.installed", "lab", f"LAB_PORT={taken_port}",
            "LAB_ARGS=--no-browser --IdentityProvider.token=test-token"]
@@ -102,6 +103,7 @@ def test_executed_notebook_check_names_errors_missing_and_doubled_figures(tmp_pa
 WHY = lab_check.unavailable()
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(WHY is not None, reason=f"browser check skipped: {WHY}")
 def test_every_notebook_runs_all_in_jupyterlab_in_headless_chromium(tmp_path):
     home = tmp_path / "lab"

@@ -16,6 +16,7 @@ from torchvision.transforms.functional import normalize, resize, to_tensor
 
 from helpers.models import zoo as models
 from helpers.models.zoo import WeightsError
+from helpers.params import archs
 
 
 def test_lite0_weights_are_imagenet_a_cat_is_a_cat():
@@ -167,4 +168,4 @@ def test_weights_file_round_trip(tmp_path):
 def test_published_top1_sources():
     top1, source = models.published_top1("resnet50")
     assert top1 == pytest.approx(80.858) and "torchvision" in source
-    assert models.published_top1("efficientnet-b4") == (82.6, models.EFFNET_PYTORCH_TABLE)
+    assert models.published_top1("efficientnet-b4") == (82.6, archs.EFFNET_PYTORCH_TABLE)

@@ -72,6 +72,7 @@ CUTTER = _network_cutter()
 
 @pytest.mark.skipif(CUTTER is None, reason="no network namespace here (needs Linux with unshare and ip, as root "
                                            "or with unprivileged user namespaces)")
+@pytest.mark.e2e
 def test_02_to_04_run_with_the_network_cut(make_dataset, tmp_path, study_home):
     root = make_dataset(per_class=12, size=(20, 20))
     params = tmp_path / "params.yaml"

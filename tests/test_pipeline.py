@@ -100,6 +100,7 @@ def test_each_notebook_declares_a_literal_parameters_cell():
     assert declared["02_data"]["dataset"] == '"sample"'
 
 
+@pytest.mark.e2e
 def test_small_study_end_to_end(make_dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as JupyterLab shows them
     root = make_dataset(per_class=12, size=(20, 20))
@@ -168,6 +169,7 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys, monkeypatch):
     assert "[отчет](tiny/REPORT.md)" in runs_index and runs_index.count("| `tiny`") == 3  # the run and its 2 cycles
 
 
+@pytest.mark.notebook
 def test_a_notebook_runs_alone_from_any_directory(make_dataset, tmp_path, study_home):
     root = make_dataset(per_class=6)
     out = tmp_path / "elsewhere"

@@ -67,6 +67,7 @@ def _mixed_folder(root):
     return root
 
 
+@pytest.mark.notebook
 def test_test_split_through_05_gives_exactly_04s_probabilities(run):
     """04 and 05 run as notebooks; 05 alone through the runner (--from 05_predict), on the run's test split."""
     import papermill

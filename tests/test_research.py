@@ -43,6 +43,7 @@ def test_a_slow_run_is_timed_once_and_a_fast_one_repeatedly():
     assert runs == 4 and len(calls) == 5  # a warm-up, then four timed runs
 
 
+@pytest.mark.integration
 def test_peak_memory_of_a_training_step_grows_with_the_batch():
     with measure.Measurer() as measurer:
         small, big = (measurer.run({"kind": "memory", "arch": "mobilenet_v3_small", "image_size": 160,
@@ -67,6 +68,7 @@ def test_a_failed_measurement_names_the_architecture():
                       "batch_size": 1, "num_classes": 10, "threads": 1})
 
 
+@pytest.mark.integration
 def test_study_states_sizes_checks_memory_at_the_native_size_and_reuses_on_the_same_machine(monkeypatch):
     archs = ["efficientnet-lite0", "mobilenet_v3_small"]
     table, memory = research.study(archs, 64, CPU, 2, repeats=1, memory_batches=[2, 3], progress=False)
@@ -197,4 +199,4 @@ def test_memory_batches_parameter_names_a_bad_value():
     from helpers.params.schema import ParameterError, check
     with pytest.raises(ParameterError, match=r"research_memory_batches has \['x'\]"):
         check("research_memory_batches", "8,x")
-    assert check("research_memory_batches", "") is None and check("research_memory_batches", "8, 16") is None
+    assert check("research_memory_batches", "") == "" and check("research_memory_batches", "8, 16") == "8, 16"

@@ -61,6 +61,7 @@ def test_mlflow_gets_parameters_epochs_and_figures(monkeypatch, tmp_path):
     assert calls[6][1][0] == {"cycle_best_val_accuracy": 0.81}
 
 
+@pytest.mark.integration
 def test_a_training_cycle_logs_each_epoch_and_its_row(monkeypatch, tmp_path):
     import numpy as np
     import torch

@@ -90,6 +90,7 @@ def test_interrupted_cycle_resumes_from_last_epoch(tmp_path, monkeypatch):
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3]
 
 
+@pytest.mark.integration
 def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch):
     x, y = _data()
     cfg = _config(epochs=2, head_epochs=0, augment="none")
@@ -116,6 +117,7 @@ def test_bad_configs_fail_before_anything_is_written(tmp_path):
     assert not (tmp_path / "cycles.csv").exists()
 
 
+@pytest.mark.integration
 def test_checkpoint_of_other_arch_or_classes_is_refused(tmp_path):
     x, y = _data()
     train.run_cycle(_config(epochs=1, head_epochs=0), tmp_path, x, y, x, y, DEVICE, progress=False)
@@ -128,6 +130,7 @@ def test_checkpoint_of_other_arch_or_classes_is_refused(tmp_path):
     assert len(pd.read_csv(tmp_path / "cycles.csv")) == 1
 
 
+@pytest.mark.integration
 def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(tmp_path, monkeypatch):
     x, y = _data()
     def check(module, inputs):  # the classifier's layers run in every path of a training step
@@ -162,6 +165,7 @@ def test_unfreeze_top_blocks_and_onecycle(tmp_path):
     assert not (tmp_path / "top").exists()
 
 
+@pytest.mark.e2e
 def test_killed_process_resumes_with_one_ledger_row(tmp_path):
     import signal
     import subprocess
@@ -187,6 +191,7 @@ def test_killed_process_resumes_with_one_ledger_row(tmp_path):
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.integration
 def test_interrupted_cycle_rerun_with_other_parameters_still_gets_its_row(tmp_path, monkeypatch):
     x, y = _data()
     original = _crash_on(2, monkeypatch)
@@ -209,6 +214,7 @@ def _ckpt(path):
     return torch.load(path, weights_only=True)
 
 
+@pytest.mark.integration
 def test_a_worse_cycle_never_replaces_the_runs_best(tmp_path, monkeypatch):
     x, y = _data()
     head_only = dict(epochs=0, head_epochs=2)  # the head on cached features: the cheapest real cycle
@@ -229,6 +235,7 @@ def test_a_worse_cycle_never_replaces_the_runs_best(tmp_path, monkeypatch):
     assert list(cycles.columns[:12]) == ledger.CYCLE_COLUMNS[:12] and cycles.columns[-1] == "init_from"
 
 
+@pytest.mark.integration
 def test_init_names_the_checkpoint_a_cycle_starts_from(tmp_path, monkeypatch):
     x, y = _data()
     _scripted_validation(monkeypatch, [0.9, 0.4])
@@ -247,6 +254,7 @@ def test_init_names_the_checkpoint_a_cycle_starts_from(tmp_path, monkeypatch):
     assert pd.read_csv(tmp_path / "cycles.csv")["init_from"].fillna(0).astype(int).tolist() == [0, 1, 2, 1]
 
 
+@pytest.mark.integration
 def test_continuation_may_change_batch_size_lr_and_epochs(tmp_path, monkeypatch):
     x, y = _data()
     train.run_cycle(_config(epochs=1, head_epochs=0, batch_size=8), tmp_path, x, y, x, y, DEVICE, progress=False)
@@ -266,6 +274,7 @@ def test_continuation_may_change_batch_size_lr_and_epochs(tmp_path, monkeypatch)
     assert history["cycle"].tolist() == [1, 2, 2]
 
 
+@pytest.mark.integration
 def test_keep_last_prunes_older_cycles_last_but_never_a_best(tmp_path):
     x, y = _data()
     for n in range(3):
@@ -343,6 +352,7 @@ def test_config_from_takes_every_training_parameter_by_name():
     assert cfg.classes == ["a", "b"] and cfg.image_size == 48 and cfg.head_epochs == 5  # absent: the default
 
 
+@pytest.mark.notebook
 def test_notebooks_03_twice_then_04_on_a_named_cycle(make_dataset, study_home):
     """Through papermill: a worse second cycle (init=best, far too high lr) leaves best.pt as it was; 04 cycle=2."""
     import hashlib
