@@ -1,14 +1,17 @@
 """The runner: validate parameters against the notebooks' `parameters` cells, then run 01→04 with papermill.
 
-Usage: python -m helpers.pipeline [-p NAME VALUE]... [-f params.yaml] [--run-id ID] [--from 03_train]
+Usage: python -m helpers.pipeline [-p NAME VALUE]... [-f params.yaml] [--run-id ID] [--from 03_train] [-v]
+
+The console shows a line per notebook (and per epoch of 03) and a summary; runs/<run_id>/pipeline.log holds
+every notebook's full output, which --verbose also streams to the console.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,8 @@ import yaml
 from helpers.params.schema import BY_NAME, ParameterError, coerce, help_text
 from helpers.params.schema import defaults as schema_defaults
 from helpers.reporting import index
-from helpers.runner import preflight
+from helpers.runner import console, notebooks, preflight
 from helpers.utils import paths, runinfo
-
-KERNEL_NAME = "image-study-kit"
-
 
 def declared_parameters(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each notebook's parameters and their default literals, read from its `parameters` cell."""
@@ -77,33 +77,67 @@ def select(start: str | None, names: list[str] | None = None) -> list[str]:
     return names[names.index(matches[0]):]
 
 
-def run(cli: dict[str, Any], start: str | None = None, progress: bool = True) -> Path:
-    """Run the notebooks from `start` on, into runs/<run_id>/notebooks; return the report path."""
-    import papermill
+def run(cli: dict[str, Any], start: str | None = None, verbose: bool = False) -> Path:
+    """Run the notebooks from `start` on, into runs/<run_id>/notebooks; return the report path.
+
+    The console gets a start and an end line per notebook and a summary; every notebook's full output goes to
+    runs/<run_id>/pipeline.log (and to the console as well when `verbose`).
+    """
     names = select(start)
     per_notebook = resolve(cli, names)
     run_id = str(cli.get("run_id", "default"))
     out_dir = paths.run_dir(run_id) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     runinfo.record(run_id, "pipeline", {k: v for k, v in cli.items()}, argv=sys.argv[1:], start=names[0])
+    log = paths.run_dir(run_id) / notebooks.LOG_NAME
+    notebooks.write_log(log, f"\n##### python -m helpers.pipeline {' '.join(sys.argv[1:])}  "
+                             f"({time.strftime('%Y-%m-%d %H:%M:%S')})")
+    t0, ok = time.perf_counter(), False
     try:
-        for name in names:
-            _keep_previous(out_dir / f"{name}.ipynb")
-            t0 = time.perf_counter()
-            print(f"== {name} ({', '.join(f'{k}={v}' for k, v in per_notebook[name].items()) or 'defaults'})",
-                  flush=True)
-            papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-                                       parameters=per_notebook[name], cwd=str(paths.NOTEBOOKS_DIR),
-                                       kernel_name=_kernel_name(), progress_bar=False, log_output=progress)
-            print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+        with notebooks.logging_to(log, verbose):
+            for step, name in enumerate(names, 1):
+                _run_one(name, (step, len(names)), per_notebook[name], _effective(name, cli), log)
+        ok = True
     finally:  # a failed or partial run still shows up beside the others, with what it finished
         index.write_index(str(cli.get("lang", "ru")))
-    report = paths.report_dir(run_id) / "REPORT.md"
-    if "04_evaluate" in names:  # 05 alone writes predictions, not a report
-        print(f"report: {report}")
-    else:
-        print(f"outputs: {paths.run_dir(run_id)}")
-    return report
+        block = console.summary(run_id, names, time.perf_counter() - t0, log, ok)
+        notebooks.write_log(log, "\n".join(block))
+        print("\n".join(block), flush=True)
+    return paths.report_dir(run_id) / "REPORT.md"
+
+
+def _effective(name: str, cli: dict[str, Any]) -> dict[str, Any]:
+    """The values a notebook runs with: its parameters cell's defaults, then what the run gave."""
+    return {**{k: _literal(v) for k, v in declared_parameters([name])[name].items()}, **cli}
+
+
+def _run_one(name: str, step: tuple[int, int], given: dict[str, Any], values: dict[str, Any], log: Path) -> None:
+    """One notebook: its start line, 03's epoch lines while it trains, its end line or its error."""
+    run_dir = paths.run_dir(str(values.get("run_id", "default")))
+    executed = run_dir / "notebooks" / f"{name}.ipynb"
+    _keep_previous(executed)
+    print(console.start_line(*step, name, given), flush=True)
+    t0 = time.perf_counter()
+    total = _int(values.get("head_epochs")) + _int(values.get("epochs")) if name == "03_train" else None
+    watcher = console.EpochLines(run_dir, total or None) if name == "03_train" else nullcontext()
+    try:
+        with watcher:
+            notebooks.execute(paths.NOTEBOOKS_DIR / f"{name}.ipynb", executed, given, paths.NOTEBOOKS_DIR, log)
+    except Exception as exc:
+        if type(exc).__name__ != "PapermillExecutionError":
+            raise
+        notebooks.write_log(log, console.traceback_text(exc))
+        lines = console.failure_lines(*step, name, time.perf_counter() - t0, exc, log, executed)
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        raise
+    print(console.end_line(*step, name, run_dir, time.perf_counter() - t0), flush=True)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _keep_previous(executed: Path) -> None:
@@ -115,10 +149,7 @@ def _keep_previous(executed: Path) -> None:
         executed.rename(history / f"{executed.stem}.{stamp}.ipynb")
 
 
-def _kernel_name() -> str:
-    """The project's kernel when registered, else the kernel of this very Python."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
+_kernel_name = notebooks.kernel_name  # the kernel the runner uses, for tests that run a notebook alone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-f", "--parameters-file", type=Path, help="YAML file of NAME: VALUE")
     ap.add_argument("--run-id", help="folder name under runs/ and reports/")
     ap.add_argument("--from", dest="start", help="start at this notebook (e.g. 03_train; 05_predict runs alone)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="also stream every notebook's full output (cells, prints, warnings) to the console")
     args = ap.parse_args(argv)
     cli: dict[str, Any] = {}
     try:
@@ -146,15 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         cli.update({k: _literal(v) for k, v in args.parameter})
         if args.run_id:
             cli["run_id"] = args.run_id
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        logging.getLogger("papermill").setLevel(logging.INFO)
-        run(cli, args.start)
+        run(cli, args.start, verbose=args.verbose)
     except ValueError as exc:  # our errors are ValueErrors with a user-facing sentence
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # papermill's PapermillExecutionError carries the failing cell
+    except Exception as exc:  # papermill's PapermillExecutionError: the failing cell was printed by run()
         if type(exc).__name__ == "PapermillExecutionError":
-            print(f"error: {exc.ename}: {exc.evalue}", file=sys.stderr)
             return 1
         raise
     return 0

@@ -101,7 +101,7 @@ def test_each_notebook_declares_a_literal_parameters_cell():
 
 
 @pytest.mark.e2e
-def test_small_study_end_to_end(make_dataset, tmp_path, capsys, monkeypatch):
+def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as JupyterLab shows them
     root = make_dataset(per_class=12, size=(20, 20))
     params = tmp_path / "params.yaml"
@@ -109,6 +109,7 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys, monkeypatch):
                       "lang: en\nbatch_size: 8\n")
     assert pipeline.main(["-f", str(params), "--run-id", "tiny"]) == 0
     run = paths.run_dir("tiny")
+    _check_console(capfd.readouterr(), run)
     research = pd.read_csv(run / "research.csv")
     assert list(research.columns[:7]) == ["arch", "family", "params_m", "head_params", "gflops", "latency_ms",
                                           "throughput_ips"]
@@ -167,6 +168,93 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capsys, monkeypatch):
     assert "## 4. Результаты обучения" in report and "2 *(cpu)*" in report
     runs_index = (paths.home() / "reports" / "index.md").read_text()  # rebuilt after each run
     assert "[отчет](tiny/REPORT.md)" in runs_index and runs_index.count("| `tiny`") == 3  # the run and its 2 cycles
+
+
+def _check_console(captured, run):
+    """What the console showed for a 01→04 run: a line per notebook and epoch and a summary, nothing else."""
+    out, err = captured.out, captured.err
+    for noise in ("Executing Cell", "Ending Cell", "<Figure size", "object>", "Kernel is running over TCP",
+                  "Empty DataFrame", "Input Notebook", "..."):
+        assert noise not in out + err, noise
+    lines = out.splitlines()
+    history = pd.read_csv(run / "history.csv")
+    split = pd.read_csv(run / "split.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(lines) == 2 * 4 + len(history) + 8 <= 60, out
+    for step, name in enumerate(paths.NOTEBOOK_NAMES, 1):
+        assert sum(ln.startswith(f"[{step}/4] {name}") and " started" in ln for ln in lines) == 1, out
+        assert sum(ln.startswith(f"[{step}/4] {name}") and " done in " in ln for ln in lines) == 1, out
+    sizes = split["split"].value_counts()
+    data_line = next(ln for ln in lines if ln.startswith("[2/4] 02_data") and "done" in ln)
+    assert f"{len(split)} images, 3 classes · train {sizes['train']} · val {sizes['val']} · test {sizes['test']}" \
+        in data_line
+    epochs = [ln for ln in lines if ln.lstrip().startswith("epoch ")]
+    assert len(epochs) == len(history)
+    for ln, (_, row) in zip(epochs, history.iterrows()):
+        assert f"train loss {row['train_loss']:.4f}" in ln and f"val acc {100 * row['val_accuracy']:.1f}%" in ln
+    lo, hi = metrics["test_accuracy_ci95"]
+    test_line = next(ln for ln in lines if ln.startswith("[4/4] 04_evaluate") and "done" in ln)
+    assert f"test accuracy {100 * metrics['test_accuracy']:.1f}% (95% CI {100 * lo:.1f}%–{100 * hi:.1f}%" in test_line
+    assert f"macro F1 {metrics['macro_f1']:.3f}" in test_line and f"ROC AUC {metrics['roc_auc']['macro']:.3f}" in test_line
+    tail = "\n".join(lines[-8:])
+    for path in (paths.report_dir("tiny") / "REPORT.md", paths.home() / "reports" / "index.md",
+                 run / "pipeline.log", run / "figures"):
+        assert str(path) in tail
+    log = (run / "pipeline.log").read_text()  # the full stream: every cell of every notebook, their prints
+    for name in paths.NOTEBOOK_NAMES:
+        assert f"===== {name} started" in log
+    assert log.count("Executing Cell") >= 20 and "layout: class_folders" in log and "cycle 1 epoch 2/2" in log
+
+
+@pytest.mark.notebook
+def test_a_notebook_failing_on_bad_data_prints_its_sentence_and_the_log(make_dataset, capfd, tmp_path):
+    root = make_dataset(classes=("cat",), per_class=4)  # one class: 02 refuses it inside the notebook
+    assert pipeline.main(["--from", "02_data", "-p", "dataset", str(root), "--run-id", "bad"]) == 1
+    captured = capfd.readouterr()
+    log = paths.run_dir("bad") / "pipeline.log"
+    lines = captured.err.splitlines()
+    assert lines[0].startswith("[1/3] 02_data      failed after") and "in cell [" in lines[0]
+    assert lines[1].strip() == f"{root} has 1 class (['cat']); a classifier needs at least two class folders."
+    assert str(log) in lines[2] and len(lines) == 3
+    assert "Traceback" not in captured.out + captured.err and "03_train" not in captured.out
+    assert str(log) in captured.out.splitlines()[-1]
+    assert "a classifier needs at least two class folders" in log.read_text()  # the traceback is in the log
+
+
+def _failing_02(tmp_path, monkeypatch):
+    """A copy of the notebooks whose 02 fails inside the standard library (not one of our errors)."""
+    import shutil
+
+    import nbformat
+    copy = tmp_path / "notebooks"
+    shutil.copytree(paths.NOTEBOOKS_DIR, copy)
+    book = nbformat.read(copy / "02_data.ipynb", as_version=4)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    book.cells = [code[0], nbformat.v4.new_code_cell("print('before the failure')\nimport fractions\n"
+                                                     "fractions.Fraction(1, 0)")]
+    nbformat.write(book, copy / "02_data.ipynb")
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", copy)
+
+
+@pytest.mark.notebook
+def test_a_failure_outside_our_code_prints_the_last_frame(tmp_path, monkeypatch, capfd):
+    _failing_02(tmp_path, monkeypatch)
+    assert pipeline.main(["--from", "02_data", "--run-id", "odd"]) == 1
+    err = capfd.readouterr().err.splitlines()
+    assert err[0].startswith("[1/3] 02_data") and "failed after" in err[0]
+    assert err[1].strip().startswith("File ") and "fractions.py" in err[1] and "Fraction.__new__" in err[1]
+    assert "raise ZeroDivisionError" in err[2]
+    assert err[3].strip() == "ZeroDivisionError: Fraction(1, 0)"
+    assert str(paths.run_dir("odd") / "pipeline.log") in err[4]
+
+
+@pytest.mark.notebook
+def test_verbose_streams_every_cell(tmp_path, monkeypatch, capfd):
+    _failing_02(tmp_path, monkeypatch)
+    assert pipeline.main(["--from", "02_data", "--run-id", "odd", "-v"]) == 1
+    out = capfd.readouterr().out
+    assert "Executing Cell 2" in out and "before the failure" in out
+    assert "before the failure" in (paths.run_dir("odd") / "pipeline.log").read_text()
 
 
 @pytest.mark.notebook

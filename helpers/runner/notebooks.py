@@ -1,0 +1,95 @@
+"""One notebook through papermill, its whole output (cells, prints, the kernel's own messages) into the run's log.
+
+papermill streams every cell's output through its `papermill` logger when `log_output` is on; a handler sends
+that stream to the log file, and to the console only when asked (`verbose`). The kernel process's own stdout
+and stderr (jupyter's "Kernel is running over TCP without encryption" warning, C-level prints) would go to
+the runner's terminal; a kernel manager that opens the log for them keeps them in the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Unicode
+from traitlets.config import Config
+
+KERNEL_NAME = "image-study-kit"
+LOG_NAME = "pipeline.log"
+# Loggers whose records belong in the log: papermill (every cell's output, cell markers), traitlets (the
+# kernel manager's own warnings) and warnings.warn in this process.
+LOGGERS = ("papermill", "traitlets", "py.warnings")
+
+
+class LoggedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel process writes its stdout and stderr into `log_file` (when set)."""
+
+    log_file = Unicode("", config=True, help="file the kernel process's own stdout and stderr are appended to")
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if not self.log_file:
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        with open(self.log_file, "ab") as sink:  # the kernel gets its own copy of the descriptor
+            kw.setdefault("stdout", sink)
+            kw.setdefault("stderr", sink)
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+
+def kernel_name() -> str:
+    """The project's kernel when registered, else the kernel of this very Python."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+@contextmanager
+def logging_to(log: Path, verbose: bool = False) -> Iterator[None]:
+    """While inside: the notebooks' stream goes to `log` (appended), and also to stdout when `verbose`."""
+    handlers: list[logging.Handler] = [logging.FileHandler(log, encoding="utf-8")]
+    if verbose:
+        handlers.append(logging.StreamHandler(sys.stdout))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = {}
+    logging.captureWarnings(True)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.propagate, logger.level)
+        logger.handlers = list(handlers)
+        logger.propagate = False
+        logger.setLevel(logging.INFO if name == "papermill" else logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, (old, propagate, level) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers, logger.propagate = old, propagate
+            logger.setLevel(level)
+        logging.captureWarnings(False)
+        for handler in handlers:
+            handler.close() if isinstance(handler, logging.FileHandler) else handler.flush()
+
+
+def write_log(log: Path, text: str) -> None:
+    """Append a line of the runner's own to the log (a notebook's start, its parameters, the run's end)."""
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def execute(source: Path, target: Path, parameters: dict[str, Any], cwd: Path, log: Path) -> None:
+    """Run the notebook `source` into `target` with `parameters`; its output is appended to `log`.
+
+    Call inside `logging_to(log)`. A failing cell raises papermill's PapermillExecutionError after the
+    executed notebook (with the traceback) has been saved.
+    """
+    import papermill
+    write_log(log, f"\n===== {source.stem} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                   f"parameters {parameters or 'defaults'}")
+    config = Config({"LoggedKernelManager": {"log_file": str(log)}})
+    papermill.execute_notebook(str(source), str(target), parameters=parameters, cwd=str(cwd),
+                               kernel_name=kernel_name(), progress_bar=False, log_output=True,
+                               kernel_manager_class=LoggedKernelManager, config=config)
