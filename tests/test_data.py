@@ -163,7 +163,7 @@ def test_zip_is_extracted_once_and_escaping_members_refused(make_dataset, tmp_pa
         zf.writestr("../escape.txt", "bad")
     with pytest.raises(DataError, match=r"'../escape.txt' of evil.zip would be written outside the folder it is unpacked into \(evil/\)"):
         data.resolve_dataset(str(evil))
-    assert not (study_home / "data" / "raw" / "evil").exists()
+    assert not list((study_home / "data" / "raw" / "archives").glob("evil*"))
     tgz = tmp_path / "evil.tar.gz"
     with tarfile.open(tgz, "w:gz") as tf:
         info = tarfile.TarInfo("/etc/owned")
@@ -271,3 +271,23 @@ def test_01s_early_split_uses_02s_parameters_given_to_the_runner(tmp_path):
         "group_column": "lesion_id", "test_ratio": "0.2"}}}}))
     _, report = data.split_for(run, str(root), 42)
     assert report["groups"]["column"] == "lesion_id" and report["ratios"] == pytest.approx([0.65, 0.15, 0.2])
+
+
+def test_02_on_an_interrupted_download_stops_with_one_sentence_and_writes_nothing(make_dataset, tmp_path,
+                                                                                   study_home):
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in make_dataset(per_class=4).rglob("*.png"):
+            zf.write(p, f"pets/{p.relative_to(tmp_path / 'ds')}")
+    archive.write_bytes(archive.read_bytes()[:-300])
+    with pytest.raises(papermill.PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "02_data.ipynb"), str(tmp_path / "02.ipynb"),
+                                   kernel_name=pipeline._kernel_name(), cwd=str(tmp_path), progress_bar=False,
+                                   parameters={"dataset": str(archive), "run_id": "broken"})
+    assert caught.value.ename == "DataError"
+    assert caught.value.evalue == (f"{archive} is truncated or corrupt (File is not a zip file): an interrupted "
+                                   "download looks like this; download or copy it again. Nothing was extracted.")
+    run = study_home / "runs" / "broken"
+    assert not (run / "split.csv").exists() and not (run / "data_report.json").exists()
+    archives_dir = study_home / "data" / "raw" / "archives"
+    assert not archives_dir.exists() or not list(archives_dir.iterdir())

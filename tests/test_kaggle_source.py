@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
 
 from helpers.data import dataset as data
 from helpers.data import kaggle as kaggle_source
+from helpers.data.errors import DataError
 from helpers.data.kaggle import KaggleError
 
 
@@ -82,3 +84,24 @@ def test_importing_helpers_never_imports_kaggle():
     code = ("import sys, helpers.data.dataset, helpers.pipeline, helpers.data.kaggle, helpers.training.cycle, helpers.reporting.report; "
             "assert 'kaggle' not in sys.modules, 'kaggle imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_interrupted_kaggle_download_is_refused_by_name_and_not_kept(monkeypatch, make_dataset):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "token")
+
+    class Interrupted(FakeApi):
+        def _download(self, path):
+            super()._download(path)
+            archive = Path(path) / "pets.zip"
+            archive.write_bytes(archive.read_bytes()[:-200])  # the connection dropped near the end
+
+    api = Interrupted(source=make_dataset(per_class=4))
+    monkeypatch.setattr(kaggle_source, "_make_api", lambda: api)
+    with pytest.raises(DataError, match=r"pets.zip is truncated or corrupt \(.+\): an interrupted download looks "
+                                        r"like this; download or copy it again"):
+        data.resolve_dataset("kaggle:owner/pets")
+    target = kaggle_source.target_dir("kaggle:owner/pets")
+    assert not target.exists() and not target.with_name(target.name + ".partial").exists()
+    # The next attempt downloads again (nothing half-done was taken for a finished download).
+    monkeypatch.setattr(kaggle_source, "_make_api", lambda: FakeApi(source=api.source))
+    assert data.prepare_split(data.resolve_dataset("kaggle:owner/pets"))[1]["n_images"] == 12

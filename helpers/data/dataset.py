@@ -21,8 +21,8 @@ import pandas as pd
 from helpers.data import duplicates, layouts, split
 from helpers.data.archives import (
     ARCHIVE_SUFFIXES,
-    archive_stem,
     extract_archive,
+    extract_keyed,
     extract_nested,
     working_copy,
 )
@@ -54,7 +54,7 @@ def resolve_dataset(dataset: str) -> Path:
     if path.is_file():
         if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise DataError(f"dataset={dataset!r} is a file but not an archive (.zip, .tar.gz, .tar).")
-        folder = extract_archive(path, paths.raw_dir() / archive_stem(path))
+        folder = extract_keyed(path, paths.raw_dir() / "archives")  # named by content: an update is read afresh
     else:
         folder = working_copy(path, paths.raw_dir())  # the user's folder itself is never written to
         if folder == path:

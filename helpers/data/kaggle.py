@@ -115,10 +115,14 @@ def download(spec: str) -> Path:
     except Exception as exc:  # noqa: BLE001 - every client failure becomes one sentence
         shutil.rmtree(partial, ignore_errors=True)
         raise _explain(spec, kind, name, exc) from exc
-    for archive in sorted(partial.glob("*.zip")):
-        extract_archive(archive, partial / archive.name[:-4])  # refuses members that escape
-        archive.unlink()
-    extract_nested(partial)  # competitions ship train.zip / test1.zip inside the download
+    try:  # a truncated download, a bomb or a full disk: one sentence, and no half download kept
+        for archive in sorted(partial.glob("*.zip")):
+            extract_archive(archive, partial / archive.name[:-4])  # checked first: readable, safe, fits
+            archive.unlink()
+        extract_nested(partial)  # competitions ship train.zip / test1.zip inside the download
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     (partial / DONE_MARKER).write_text(spec + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.data.archives import archive_stem, extract_archive, is_archive, is_hidden
+from helpers.data.archives import archive_stem, extract_keyed, is_archive, is_hidden
 from helpers.data.csvlayout import LABEL_NAMES
 from helpers.data.dataset import load_split
 from helpers.data.images import IMAGE_SUFFIXES, check_images
@@ -90,12 +90,8 @@ def _from_files(source: str, name: str, root: Path, files: list[Path], classes: 
 
 
 def _extract(archive: Path) -> Path:
-    """Extract an archive once, into a folder named by its content hash, refusing unsafe members."""
-    digest = hashlib.sha256()
-    with archive.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return extract_archive(archive, paths.raw_dir() / "predict" / f"{archive_stem(archive)}-{digest.hexdigest()[:12]}")
+    """Extract an archive once, into a folder named by its content hash, after checking it."""
+    return extract_keyed(archive, paths.raw_dir() / "predict")
 
 
 def _csv_column(table: pd.DataFrame, wanted: list[str]) -> str | None:
