@@ -7,11 +7,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
+import pandas as pd
 import torch
 
 from helpers.params.schema import ParameterError, coerce, for_notebook
 from helpers.runner import preflight
 from helpers.utils import paths, runinfo
+
+
+def show_whole_tables() -> None:
+    """pandas shows every column and whole cells (long text wraps in JupyterLab instead of ending in '...')."""
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_columns", None)
 
 
 def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
@@ -28,6 +35,7 @@ def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
     params = {p.name: coerce(p.name, namespace[p.name]) for p in declared}
     resolved = preflight.check(params)
     torch.set_num_threads(os.cpu_count() or 1)
+    show_whole_tables()
     run_id = params["run_id"]
     run_dir = paths.run_dir(run_id)
     runinfo.record(run_id, notebook, params, **{k: str(v) for k, v in resolved.items()})

@@ -110,6 +110,7 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
     assert pipeline.main(["-f", str(params), "--run-id", "tiny"]) == 0
     run = paths.run_dir("tiny")
     _check_console(capfd.readouterr(), run)
+    _check_notebook_outputs(run / "notebooks")
     research = pd.read_csv(run / "research.csv")
     assert list(research.columns[:7]) == ["arch", "family", "params_m", "head_params", "gflops", "latency_ms",
                                           "throughput_ips"]
@@ -204,6 +205,28 @@ def _check_console(captured, run):
     for name in paths.NOTEBOOK_NAMES:
         assert f"===== {name} started" in log
     assert log.count("Executing Cell") >= 20 and "layout: class_folders" in log and "cycle 1 epoch 2/2" in log
+
+
+def _check_notebook_outputs(folder):
+    """As JupyterLab shows them: no bare object reprs, no empty tables, no cell cut to '...'."""
+    import nbformat
+    shown = []
+    for executed in sorted(folder.glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(executed, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                data, where = out.get("data", {}), f"{executed.name} cell {i}"
+                plain = data.get("text/plain", "")
+                if out["output_type"] not in ("execute_result", "display_data"):
+                    continue
+                assert set(data) - {"text/plain"}, f"{where}: only a repr: {plain[:80]}"
+                assert "Empty DataFrame" not in plain, where
+                assert "..." not in data.get("text/html", ""), f"{where}: a table cell is cut"
+                shown.append(data.get("text/markdown", ""))
+    assert "*no file was skipped*" in shown and "*no duplicate or near-duplicate files*" in shown
+    # the write-up's long sentence whole, as the notebook shows the qualitative table
+    book = nbformat.read(folder / "01_research.ipynb", as_version=4)
+    html = "".join(o.get("data", {}).get("text/html", "") for c in book.cells for o in c.get("outputs", []))
+    assert "Top efficiency thanks to compound scaling; suits high resolutions; depth, width and resolution" in html
 
 
 @pytest.mark.notebook
