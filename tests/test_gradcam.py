@@ -51,7 +51,7 @@ def test_heatmaps_are_taken_at_the_end_of_the_stride_16_stage(arch, size, name, 
     model = build_model(arch, 3, "none")
     assert gradcam.target_layer(model, arch, size)[::2] == (name, grid)
     names = [n for n, _ in gradcam.blocks(model, arch)]
-    after = gradcam._grids(model, arch, size)[names[names.index(name) + 1]]
+    after = gradcam.stage_grids(model, arch, size)[names[names.index(name) + 1]]
     assert after[0] < grid[0]  # the next block downsamples: this is the finest map of the deepest stage
     assert gradcam.describe(model, arch, size) == (f"layer {name} (end of the stride-16 stage, "
                                                    f"{grid[0]}×{grid[1]} cells) at the {size} px network input")

@@ -29,7 +29,7 @@ def blocks(model: nn.Module, arch: str) -> list[tuple[str, nn.Module]]:
     return [(f"features.{i}", m) for i, m in enumerate(model.features)]  # MobileNetV3
 
 
-def _grids(model: nn.Module, arch: str, size: int) -> dict[str, tuple[int, int]]:
+def stage_grids(model: nn.Module, arch: str, size: int) -> dict[str, tuple[int, int]]:
     """Each block's output grid (height, width) for a square input of `size` pixels."""
     grids: dict[str, tuple[int, int]] = {}
     hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: grids.__setitem__(n, tuple(o.shape[-2:])))
@@ -49,7 +49,7 @@ def _grids(model: nn.Module, arch: str, size: int) -> dict[str, tuple[int, int]]
 
 def target_layer(model: nn.Module, arch: str, size: int) -> tuple[str, nn.Module, tuple[int, int]]:
     """The last block whose output stride is at most 16 at input `size`: its name, module and grid."""
-    grids = _grids(model, arch, size)
+    grids = stage_grids(model, arch, size)
     finest = math.ceil(size / STRIDE)
     name = [n for n, _ in blocks(model, arch) if grids[n][0] >= finest][-1]
     return name, dict(blocks(model, arch))[name], grids[name]
