@@ -21,7 +21,7 @@ from helpers.params.schema import BY_NAME, ParameterError, coerce, help_text
 from helpers.params.schema import defaults as schema_defaults
 from helpers.reporting import index
 from helpers.runner import console, notebooks, preflight
-from helpers.utils import paths, runinfo
+from helpers.utils import lock, paths, runinfo
 
 def declared_parameters(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each notebook's parameters and their default literals, read from its `parameters` cell."""
@@ -86,6 +86,15 @@ def run(cli: dict[str, Any], start: str | None = None, verbose: bool = False) ->
     names = select(start)
     per_notebook = resolve(cli, names)
     run_id = str(cli.get("run_id", "default"))
+    # One writer per run: the runner holds it throughout, and its notebooks' kernels are let in as its own.
+    with lock.hold(paths.run_dir(run_id), f"python -m helpers.pipeline {' '.join(sys.argv[1:])}".strip()) as held, \
+            lock.shared(held):
+        return _run_locked(cli, names, per_notebook, run_id, verbose)
+
+
+def _run_locked(cli: dict[str, Any], names: list[str], per_notebook: dict[str, dict[str, Any]], run_id: str,
+                verbose: bool) -> Path:
+    """The run's notebooks in order, its log, the index and the summary (the run is held)."""
     out_dir = paths.run_dir(run_id) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     runinfo.record(run_id, "pipeline", {k: v for k, v in cli.items()}, argv=sys.argv[1:], start=names[0])

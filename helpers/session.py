@@ -12,7 +12,30 @@ import torch
 
 from helpers.params.schema import ParameterError, coerce, for_notebook
 from helpers.runner import preflight
-from helpers.utils import paths, runinfo
+from helpers.utils import lock, paths, runinfo
+
+
+_HELD: dict[str, lock.RunLock] = {}  # the run this kernel writes into
+
+
+def hold_run(run_dir: Path, holder: str) -> lock.RunLock:
+    """Hold the run for this kernel, from the notebook's first cell to its last.
+
+    Running the first cell again in the same kernel keeps the lock it has (never waits for itself); a first
+    cell naming another run_id lets the previous run go. A restarted or shut down kernel frees it.
+    """
+    previous = _HELD.get("run")
+    if previous is not None and previous.run_dir != Path(run_dir).resolve():
+        previous.release()
+    _HELD["run"] = lock.acquire(run_dir, holder)
+    return _HELD["run"]
+
+
+def finish(ctx: SimpleNamespace) -> None:
+    """The notebook's last cell: this kernel is done writing, so the run is free for the next notebook or command."""
+    held = _HELD.pop("run", None)
+    if held is not None:
+        held.release()
 
 
 def show_whole_tables() -> None:
@@ -38,6 +61,7 @@ def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
     show_whole_tables()
     run_id = params["run_id"]
     run_dir = paths.run_dir(run_id)
+    hold_run(run_dir, f"notebook {notebook}")
     runinfo.record(run_id, notebook, params, **{k: str(v) for k, v in resolved.items()})
     figures: Path = run_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)

@@ -273,6 +273,7 @@ def test_01s_early_split_uses_02s_parameters_given_to_the_runner(tmp_path):
     assert report["groups"]["column"] == "lesion_id" and report["ratios"] == pytest.approx([0.65, 0.15, 0.2])
 
 
+@pytest.mark.notebook
 def test_02_on_an_interrupted_download_stops_with_one_sentence_and_writes_nothing(make_dataset, tmp_path,
                                                                                    study_home):
     archive = tmp_path / "pets.zip"

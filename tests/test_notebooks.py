@@ -51,6 +51,8 @@ def test_setup_call_reads_the_schema(path):
     book = nbformat.read(path, as_version=4)
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert f'session.start("{path.stem}", globals())' in code
+    last = [c for c in book.cells if c.cell_type == "code"][-1]
+    assert last.source.strip() == "session.finish(ctx)", f"{path.name}: the last cell lets the run go"
     for cell in book.cells:
         if cell.cell_type == "code":
             tree = ast.parse(cell.source)

@@ -406,6 +406,7 @@ def _files(folder):
             if p.is_file() and p.name != "filler.bin"}
 
 
+@pytest.mark.integration
 def test_a_cycle_that_cannot_fit_its_checkpoints_is_refused_before_its_first_epoch(small_disk):
     import subprocess
 
@@ -426,6 +427,7 @@ def test_a_cycle_that_cannot_fit_its_checkpoints_is_refused_before_its_first_epo
     assert ledger.read_cycles(run)["cycle"].tolist() == [1, 2]
 
 
+@pytest.mark.integration
 def test_a_disk_filled_while_a_cycle_trains_loses_nothing_and_the_next_run_goes_on(small_disk):
     from helpers.utils import files
 
@@ -455,6 +457,7 @@ def test_a_disk_filled_while_a_cycle_trains_loses_nothing_and_the_next_run_goes_
         checkpoints.load(path)
 
 
+@pytest.mark.notebook
 def test_notebook_03_on_a_disk_too_small_for_its_checkpoints_stops_with_one_sentence(make_dataset, small_disk,
                                                                                       monkeypatch):
     import papermill

@@ -29,7 +29,7 @@ from helpers.evaluation import preprocess, trained
 from helpers.models import inference
 from helpers.params.schema import check
 from helpers.training import checkpoints
-from helpers.utils import files, paths
+from helpers.utils import files, lock, paths
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 TOLERANCE = 1e-4  # largest allowed |p_exported - p_pytorch| over every image and class of the test split
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in ("run_id", "cycle", "batch_size"):
             check(name, getattr(args, name))
-        result = export_run(paths.run_dir(args.run_id), args.format, args.cycle, args.batch_size)
+        with lock.hold(paths.run_dir(args.run_id), f"python -m helpers.export --format {args.format}"):
+            result = export_run(paths.run_dir(args.run_id), args.format, args.cycle, args.batch_size)
     except ValueError as exc:  # our errors are ValueErrors with a user-facing sentence
         print(f"error: {exc}", file=sys.stderr)
         return 2

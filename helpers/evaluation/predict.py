@@ -29,7 +29,7 @@ from helpers.evaluation.stats import wilson_interval
 from helpers.models import inference
 from helpers.params.schema import check
 from helpers.training import checkpoints
-from helpers.utils import files, paths
+from helpers.utils import files, lock, paths
 from helpers.utils.devices import resolve_device
 
 PATH_COLUMNS = ["path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "id"]
@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("run_id", "top_k", "cycle", "batch_size", "images"):
             check(name, getattr(args, name))
         device = resolve_device(check("device", args.device))
-        result = predict_images(paths.run_dir(args.run_id), args.images, device, args.batch_size, args.cycle,
-                                args.tta, args.top_k)
+        with lock.hold(paths.run_dir(args.run_id), "python -m helpers.predict"):  # one writer per run
+            result = predict_images(paths.run_dir(args.run_id), args.images, device, args.batch_size, args.cycle,
+                                    args.tta, args.top_k)
     except ValueError as exc:  # our errors are ValueErrors with a user-facing sentence
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import nullcontext
 from types import SimpleNamespace
 from typing import Any, Sequence
 
@@ -29,7 +30,7 @@ from helpers.params.schema import (
     validate,
 )
 from helpers.training import distributed
-from helpers.utils import paths, runinfo
+from helpers.utils import lock, paths, runinfo
 from helpers.utils.devices import resolve_device
 
 NOTEBOOK = "03_train"
@@ -53,11 +54,20 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
 
 def run(run_id: str, params: dict[str, Any]) -> dict:
     """Train one cycle of run `run_id` in this process (one rank of torchrun's group, or alone)."""
+    checked = {k: v for k, v in params.items() if k != "devices"}  # inside torchrun the group is the world
+    validate(checked)
+    # Rank 0 alone writes, so it alone holds the run (let in when 03's kernel, its parent, holds it already).
+    first = os.environ.get("RANK", "0") == "0"
+    writer = lock.hold(paths.run_dir(run_id), "python -m helpers.train_cli") if first else nullcontext()
+    with writer:
+        return _run_cycle(run_id, params, checked)
+
+
+def _run_cycle(run_id: str, params: dict[str, Any], checked: dict[str, Any]) -> dict:
+    """Join the group, read the split and the cache, train the cycle (rank 0 holds the run)."""
     from helpers.data import dataset as data
     from helpers.training.config import config_from
     from helpers.training.cycle import run_cycle
-    checked = {k: v for k, v in params.items() if k != "devices"}  # inside torchrun the group is the world
-    validate(checked)
     device = distributed.init_process_group(resolve_device(checked.get("device", "cpu")))
     if distributed.world_size() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // distributed.local_world_size()))
@@ -94,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_id, params = parse(argv)
         run(run_id, params)
-    except ParameterError as exc:
+    except (ParameterError, lock.RunLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from helpers.utils import paths
+from helpers.utils import lock, paths
 
 ENTRY_MODULE = "helpers.train_cli"
 PREFIX = "[rank${rank}]: "  # torchrun's own per-line prefix (--log-line-prefix-template)
@@ -214,6 +214,7 @@ def launch_env(nproc: int) -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     env["PYTHONUNBUFFERED"] = "1"
     env["TQDM_DISABLE"] = "1"  # carriage-return progress bars garble interleaved rank output
+    env.update(lock.child_env())  # the ranks write for the notebook that holds the run
     return env
 
 
