@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.data import duplicates, layouts, split
+from helpers.data import duplicates, layouts, split, splitrecord
 from helpers.data.archives import (
     ARCHIVE_SUFFIXES,
     extract_archive,
@@ -137,6 +137,10 @@ def prepare_split(root: Path, seed: int = 42, ratios: tuple[float, float, float]
             notes.append(f"keep_given_split: the dataset has no split of its own; split {ratios} instead")
         frame["split"] = split.split_groups(frame["label"].tolist(), frame["group"].tolist(), sha, ratios, seed)
     report = data_report(frame, found, seed, ratios, notes, group_column)
+    report["split_parameters"] = {"layout": layout, "label_column": label_column, "path_column": path_column,
+                                  "group_column": group_column, "keep_given_split": bool(keep_given_split),
+                                  "seed": seed, "ratios": [round(float(r), 6) for r in ratios]}
+    report["assignment"] = splitrecord.assignment_hash(frame)
     return frame, report
 
 
@@ -195,18 +199,22 @@ def load_split(run_dir: Path) -> tuple[pd.DataFrame, dict]:
     return frame, report
 
 
-def save_split(run_dir: Path, frame: pd.DataFrame, report: dict) -> None:
-    """Write split.csv and data_report.json; refuse to replace a different split that a run trained on."""
+def save_split(run_dir: Path, frame: pd.DataFrame, report: dict, restart_training: bool = False) -> Path | None:
+    """Write split.csv and data_report.json; a run that trained on another split refuses it by default.
+
+    Any change of which file is in which split (or of a file's label or content) under trained checkpoints
+    is refused with what changed; with `restart_training` the run's checkpoints and ledger are moved aside
+    first (returned: the folder they went to) and training starts over on the new split.
+    """
     from helpers.utils import files
-    split_path = run_dir / "split.csv"
-    if split_path.exists() and (run_dir / "checkpoints").exists():
-        old = files.read_json(run_dir / "data_report.json") if (run_dir / "data_report.json").exists() else {}
-        if old.get("fingerprint") != report["fingerprint"] or old.get("seed") != report["seed"] \
-                or old.get("ratios") != report["ratios"]:
-            raise DataError(f"run {run_dir.name!r} already trained on another split ({split_path}); "
-                            "use a new run_id for new data, seed or ratios.")
-    files.write_csv(split_path, frame[SPLIT_COLUMNS])
+    moved = splitrecord.guard(run_dir, frame, report, restart_training)
+    if moved is not None:
+        report = {**report, "notes": [*report.get("notes", []),
+                                      f"restart_training: the trained record of the previous split was moved to "
+                                      f"{moved.relative_to(run_dir).as_posix()}/"]}
+    files.write_csv(run_dir / "split.csv", frame[SPLIT_COLUMNS])
     files.write_json(run_dir / "data_report.json", report)
+    return moved
 
 
 def median_side(report: dict) -> float | None:

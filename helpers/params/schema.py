@@ -183,6 +183,9 @@ SCHEMA: list[Param] = [
     P("test_ratio", float, 0.15, ("02_data",), "test share of every class", check=_check_ratio("test_ratio"),
       values="between 0 and 0.5"),
     P("keep_given_split", bool, False, ("02_data",), "keep a dataset's own train/val/test folders"),
+    P("restart_training", bool, False, ("02_data",),
+      "a trained run whose split would change: move its checkpoints and ledger aside (`runs/<id>/superseded/`) and "
+      "start its training over (default: refuse the change)"),
     # 03: a training cycle
     P("weights", str, "imagenet", ("03_train",), "the starting weights of a new cycle", check=_check_weights,
       values="`imagenet`, `none`, or a state-dict file"),
