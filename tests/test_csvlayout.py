@@ -36,3 +36,39 @@ def test_label_maps_in_either_direction(tmp_path):
     assert csvlayout.apply_label_map(["0", "01"], {"0": "a", "1": "b"}, "t.csv", "m.json") == ["a", "b"]
     with pytest.raises(DataError, match=r"labels \['7'\] of t.csv are not in the label map m.json"):
         csvlayout.apply_label_map(["7"], {"0": "a"}, "t.csv", "m.json")
+
+
+def test_a_path_without_extension_is_matched_by_its_folder_and_stem(tmp_path):
+    from helpers.data import dataset as data
+
+    from .conftest import make_image
+    index = csvlayout.FileIndex(["train/abc.jpg", "test/abc.jpg", "train/x/abc.png"])
+    assert index.find("train/abc") == ["train/abc.jpg"] and index.find("test/abc") == ["test/abc.jpg"]
+    assert index.find("data/train/x/abc") == ["train/x/abc.png"]
+    # End to end: a CSV naming 'train/<stem>' where test/ holds files of the same stems.
+    rows = ["image,label"]
+    for i in range(6):
+        for folder in ("train", "test"):
+            make_image(tmp_path / "ds" / folder / f"img{i}.jpg", seed=10 * i + len(folder), shade=i % 2)
+            rows.append(f"{folder}/img{i},{'cat' if i % 2 else 'dog'}")
+    (tmp_path / "ds" / "labels.csv").write_text("\n".join(rows) + "\n")
+    frame, report = data.prepare_split(tmp_path / "ds")
+    assert report["layout"] == "csv" and sorted(frame["path"]) == sorted(f"{f}/img{i}.jpg" for i in range(6)
+                                                                           for f in ("train", "test"))
+
+
+def test_blank_labels_are_unlabelled_and_listed_never_a_class(tmp_path):
+    from helpers.data import dataset as data
+
+    from .conftest import make_image
+    rows = ["file,label"]
+    for i in range(12):
+        make_image(tmp_path / "ds" / "images" / f"{i}.png", seed=i, shade=i % 3)
+        label = "" if i in (4, 9) else str(i % 2)  # integer labels, mapped by labels.json; two cells left blank
+        rows.append(f"images/{i}.png,{label}")
+    (tmp_path / "ds" / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "ds" / "labels.json").write_text(json.dumps({"0": "healthy", "1": "rust"}))
+    frame, report = data.prepare_split(tmp_path / "ds")
+    assert report["classes"] == ["healthy", "rust"] and len(frame) == 10
+    assert report["unlabelled"] == [{"path": "images", "images": 2,
+                                     "reason": "their 'label' cell in train.csv is blank (4.png, 9.png)"}]

@@ -65,12 +65,12 @@ class FileIndex:
             return [value]
         base = value.rsplit("/", 1)[-1]
         found = self.by_name.get(base, []) if is_image_name(base) else self.by_stem.get(base, [])
-        if len(found) > 1 and "/" in value:  # '../input/x/train/a.jpg': keep the files agreeing on most folders
-            parts = value.split("/")
+        if len(found) > 1 and "/" in value:  # '../input/x/train/a.jpg', 'train/a': the files agreeing on most folders
+            folders = value.split("/")[:-1]
 
             def agree(rel: str) -> int:
-                n = 0
-                for a, b in zip(reversed(rel.split("/")), reversed(parts)):
+                n = 0  # the name (or stem) already matched; count the folders above it that agree
+                for a, b in zip(reversed(rel.split("/")[:-1]), reversed(folders)):
                     if a != b:
                         break
                     n += 1

@@ -153,6 +153,8 @@ def _csv_layout(out: Layout, table, tables: list, index: csvlayout.FileIndex) ->
     out.kind = "csv"
     out.explain(table.shown, "labels", table.reason)
     items, skipped = csvlayout.rows(table, index)
+    blank = [p for p, label, *_ in items if not label]  # a row without a label: unlabelled, never a class ''
+    items = [item for item in items if item[1]]
     out.items += [(p, label, given if split_meaning(given) not in SPLITS else split_meaning(given), g)
                   for p, label, given, g in items]
     out.skipped += skipped
@@ -161,6 +163,8 @@ def _csv_layout(out: Layout, table, tables: list, index: csvlayout.FileIndex) ->
         out.hints.append(hint)
     labelled = {p for p, *_ in items}
     named: dict[str, str] = {}
+    for p in blank:
+        named[p] = f"their {table.label_column!r} cell in {table.shown} is blank"
     for t in tables:
         if t is table or t.frame is None or not t.path_column:
             continue
@@ -169,15 +173,16 @@ def _csv_layout(out: Layout, table, tables: list, index: csvlayout.FileIndex) ->
         for v in t.frame[t.path_column]:
             for p in index.find(v):
                 named.setdefault(p, why)
-    folders: dict[str, tuple[int, str]] = {}
+    folders: dict[tuple[str, str], list[str]] = {}
     for p in sorted(index.rels - labelled):
         folder = p.rsplit("/", 1)[0] if "/" in p else ""
-        n, why = folders.get(folder, (0, named.get(p, f"not listed in {table.shown}")))
-        folders[folder] = (n + 1, why)
-    for folder, (n, why) in folders.items():
+        folders.setdefault((folder, named.get(p, f"not listed in {table.shown}")), []).append(p)
+    for (folder, why), members in folders.items():
         rel = join(out.root_rel, folder) if folder else out.root_rel
-        out.unlabelled.append({"path": shown(rel), "images": n, "reason": why})
-        out.explain(rel, "unlabelled", f"{n} images: {why}")
+        if why.endswith("is blank"):  # name the files: each is a row the user may want to fill in
+            why += f" ({', '.join(m.rsplit('/', 1)[-1] for m in members[:5])}{', …' if len(members) > 5 else ''})"
+        out.unlabelled.append({"path": shown(rel), "images": len(members), "reason": why})
+        out.explain(rel, "unlabelled", f"{len(members)} images: {why}")
     for rel in {join(out.root_rel, p.rsplit("/", 1)[0]) for p in labelled if "/" in p}:
         if shown(rel) not in {row["path"] for row in out.explained}:
             out.explain(rel, "images", f"images labelled by {table.shown}")
