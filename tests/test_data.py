@@ -292,3 +292,47 @@ def test_02_on_an_interrupted_download_stops_with_one_sentence_and_writes_nothin
     assert not (run / "split.csv").exists() and not (run / "data_report.json").exists()
     archives_dir = study_home / "data" / "raw" / "archives"
     assert not archives_dir.exists() or not list(archives_dir.iterdir())
+
+
+def _ham_with_given_split(root):
+    """HAM-style metadata with a given split column in which lesions HAM_00 and HAM_11 span train and test."""
+    from .kaggle_shapes import metadata_groups
+    metadata_groups(root)
+    csv = root / "HAM10000_metadata.csv"
+    rows = csv.read_text().splitlines()
+    out = [rows[0] + ",split"]
+    for i, row in enumerate(rows[1:]):
+        lesion = row.split(",")[0]
+        given = "test" if (lesion in ("HAM_03", "HAM_14") or (lesion in ("HAM_00", "HAM_11") and i % 2)) \
+            else "train"
+        out.append(f"{row},{given}")
+    csv.write_text("\n".join(out) + "\n")
+    return root
+
+
+def test_a_given_split_that_splits_a_group_lists_it_and_moves_it_when_asked(tmp_path):
+    root = _ham_with_given_split(tmp_path / "ham")
+    frame, report = data.prepare_split(root, keep_given_split=True, group_column="lesion_id")
+    leaks = {tuple(g["lesion_id"]): g for g in report["group_leaks"]}
+    assert set(leaks) == {("HAM_00",), ("HAM_11",)}
+    assert all("test" in g["split"] and len(g["paths"]) == 2 for g in leaks.values())
+    frame, report = data.prepare_split(root, keep_given_split=True, group_column="lesion_id", move_leaks=True)
+    assert report["group_leaks"] == [] and report["split_parameters"]["move_leaks"] is True
+    assert sorted(m["to"] for m in report["moved_leaks"]) == ["test", "test"]
+    by_path = dict(zip(frame["path"], frame["split"]))
+    assert all(by_path[p] == "test" for g in leaks.values() for p in g["paths"])  # the given test set only grew
+    assert any(n.startswith("move_leaks: 2 group(s) spanning the given splits moved whole") for n in report["notes"])
+    # Exact duplicates that span the given splits are moved the same way.
+    tt = SHAPES["training_testing"].build(tmp_path / "tt")
+    copy = tt / "Testing" / "glioma" / "copy_of_train.jpg"
+    copy.write_bytes((tt / "Training" / "glioma" / "glioma_0.jpg").read_bytes())
+    frame, report = data.prepare_split(tt, keep_given_split=True, move_leaks=True)
+    assert report["leaks"] == [] and len(report["moved_leaks"]) == 1
+    assert set(frame.loc[frame["path"].isin(report["moved_leaks"][0]["paths"]), "split"]) == {"test"}
+    # The report says so.
+    from helpers.reporting import report as report_module
+    from helpers.utils import paths
+    data.save_split(paths.run_dir("patients"), *data.prepare_split(root, keep_given_split=True,
+                                                                    group_column="lesion_id"))
+    assert "**Leak:** 2 `lesion_id` group(s) (a patient, a lesion) sit in different splits" in \
+        report_module.render("patients", "en")

@@ -121,8 +121,13 @@ def _given_split(frame: pd.DataFrame, ratios: tuple[float, float, float], seed: 
 
 def prepare_split(root: Path, seed: int = 42, ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
                   keep_given_split: bool = False, progress: bool = False, layout: str = "auto",
-                  label_column: str = "", path_column: str = "", group_column: str = "") -> tuple[pd.DataFrame, dict]:
-    """Scan, check and split a dataset folder; return split.csv's frame and the data report."""
+                  label_column: str = "", path_column: str = "", group_column: str = "",
+                  move_leaks: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Scan, check and split a dataset folder; return split.csv's frame and the data report.
+
+    With `keep_given_split`, a duplicate group or a `group_column` group that spans the given splits is a
+    leak: listed, and with `move_leaks` moved whole into the most held-out split it touches.
+    """
     found = layouts.detect(Path(root), layout, label_column, path_column, group_column)
     frame = _checked_frame(found, progress)
     sha, phash = frame["sha256"].tolist(), frame["phash"].tolist()
@@ -130,16 +135,25 @@ def prepare_split(root: Path, seed: int = 42, ratios: tuple[float, float, float]
     frame["group"] = duplicates.group_ids(sha, phash, frame["group_value"].tolist()) if group_column \
         else frame["dup_group"]
     notes = []
+    moved: list[dict] = []
     if keep_given_split and (frame["given_split"] != "").any():
         frame["split"], notes = _given_split(frame, ratios, seed)
+        if move_leaks:
+            frame["split"], moved = split.join_spanning_groups(frame["split"].tolist(), frame["group"].tolist(),
+                                                               frame["path"].tolist())
+            notes.append(f"move_leaks: {len(moved)} group(s) spanning the given splits moved whole into the most "
+                         f"held-out split each touches ({sum(len(m['moved']) for m in moved)} image(s) moved; "
+                         "the dataset's own test images all stay test)")
     else:
         if keep_given_split:
             notes.append(f"keep_given_split: the dataset has no split of its own; split {ratios} instead")
         frame["split"] = split.split_groups(frame["label"].tolist(), frame["group"].tolist(), sha, ratios, seed)
     report = data_report(frame, found, seed, ratios, notes, group_column)
+    report["moved_leaks"] = moved
     report["split_parameters"] = {"layout": layout, "label_column": label_column, "path_column": path_column,
                                   "group_column": group_column, "keep_given_split": bool(keep_given_split),
-                                  "seed": seed, "ratios": [round(float(r), 6) for r in ratios]}
+                                  "move_leaks": bool(move_leaks), "seed": seed,
+                                  "ratios": [round(float(r), 6) for r in ratios]}
     report["assignment"] = splitrecord.assignment_hash(frame)
     return frame, report
 
@@ -183,7 +197,20 @@ def data_report(frame: pd.DataFrame, found: layouts.Layout, seed: int, ratios: t
     if group_column:
         sizes = frame.groupby("group").size()
         report["groups"] = {"column": group_column, "n_groups": int(len(sizes)), "largest": int(sizes.max())}
+        report["group_leaks"] = _group_leaks(frame, group_column)
     return report
+
+
+def _group_leaks(frame: pd.DataFrame, group_column: str) -> list[dict]:
+    """`group_column` groups (a patient, with its duplicates) whose images lie in more than one split."""
+    out = []
+    for _, members in frame.groupby("group", sort=True):
+        splits = sorted(set(members["split"]))
+        values = sorted(set(members["group_value"]) - {""})
+        if len(splits) > 1 and values:
+            out.append({group_column: values, "paths": members["path"].tolist(),
+                        "labels": sorted(set(members["label"])), "split": splits})
+    return out
 
 
 def load_split(run_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -239,7 +266,7 @@ def sample_grid(frame: pd.DataFrame, report: dict, per_class: int = 6, seed: int
     return images, titles
 
 
-DATA_PARAMETERS = ("layout", "label_column", "path_column", "group_column", "keep_given_split")
+DATA_PARAMETERS = ("layout", "label_column", "path_column", "group_column", "keep_given_split", "move_leaks")
 
 
 def _runner_data_parameters(run_dir: Path) -> dict:

@@ -95,3 +95,28 @@ def carve(splits: Sequence[str], labels: Sequence[str], groups: Sequence[int], k
     for i in train:
         out[i] = moved[groups[i]]
     return out
+
+
+HELD_OUT = {"train": 0, "val": 1, "test": 2}  # the more held out, the higher
+
+
+def join_spanning_groups(splits: list[str], groups: list, paths: list[str]) -> tuple[list[str], list[dict]]:
+    """Move every group whose images lie in several splits whole into the most held-out one it touches.
+
+    Test, then val: a given test split only grows, so every image the dataset itself held out stays held
+    out. Returns the new splits and, per moved group, the paths that moved and where to.
+    """
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    out, moved = list(splits), []
+    for g, idx in members.items():
+        touched = {splits[i] for i in idx}
+        if len(touched) < 2:
+            continue
+        to = max(touched, key=HELD_OUT.__getitem__)
+        moved.append({"paths": [paths[i] for i in idx], "from": sorted(touched, key=HELD_OUT.__getitem__),
+                      "to": to, "moved": [paths[i] for i in idx if splits[i] != to]})
+        for i in idx:
+            out[i] = to
+    return out, moved

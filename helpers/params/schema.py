@@ -183,6 +183,9 @@ SCHEMA: list[Param] = [
     P("test_ratio", float, 0.15, ("02_data",), "test share of every class", check=_check_ratio("test_ratio"),
       values="between 0 and 0.5"),
     P("keep_given_split", bool, False, ("02_data",), "keep a dataset's own train/val/test folders"),
+    P("move_leaks", bool, False, ("02_data",),
+      "with keep_given_split: move each duplicate or `group_column` group that spans the given splits whole into "
+      "the most held-out split it touches (default: list them as leaks)"),
     P("restart_training", bool, False, ("02_data",),
       "a trained run whose split would change: move its checkpoints and ledger aside (`runs/<id>/superseded/`) and "
       "start its training over (default: refuse the change)"),

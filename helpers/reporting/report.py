@@ -75,6 +75,8 @@ TEXT = {
         "unlabelled": "Изображений без меток (не вошли в выборки)",
         "leaks": "**Утечка:** {n} групп(ы) одинаковых изображений лежат в разных выборках заданного разбиения "
                  "(keep_given_split=True); точность на тесте из-за этого может быть завышена.",
+        "group_leaks": "**Утечка:** {n} групп(ы) по `{column}` (пациент, очаг) лежат в разных выборках заданного "
+                       "разбиения; move_leaks=True переносит каждую целиком в одну выборку.",
         "roles": {"train": "тренировка", "val": "валидация", "test": "тест", "class": "класс", "labels": "метки",
                   "images": "изображения", "unlabelled": "без меток", "ignored": "пропущено",
                   "wrapper": "обертка", "sample submission": "образец посылки", "label map": "словарь меток"},
@@ -142,6 +144,8 @@ TEXT = {
         "unlabelled": "Unlabelled images (left out of the split)",
         "leaks": "**Leak:** {n} group(s) of identical images sit in different splits of the given split "
                  "(keep_given_split=True); the test accuracy may be inflated by it.",
+        "group_leaks": "**Leak:** {n} `{column}` group(s) (a patient, a lesion) sit in different splits of the given "
+                       "split; move_leaks=True moves each whole into one split.",
     },
 }
 
@@ -276,6 +280,8 @@ def render(run_id: str, lang: str = "ru") -> str:
         lines += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
         if data.get("leaks"):
             lines += [t["leaks"].format(n=len(data["leaks"])), ""]
+        if data.get("group_leaks"):
+            lines += [t["group_leaks"].format(n=len(data["group_leaks"]), column=data["groups"]["column"]), ""]
         unlabelled = sum(int(u.get("images", 0)) for u in data.get("unlabelled", []))
         if unlabelled:
             lines += [f"- {t['unlabelled']}: {unlabelled}", ""]
