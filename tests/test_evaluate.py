@@ -238,3 +238,31 @@ def test_evaluation_files_are_flushed_before_rename_and_their_folder_after(tmp_p
         assert ("fsync", tmp) in calls[:i] and ("fsync", str(run)) in calls[i + 1:]
     renamed = [c[2] for c in calls if c[0] == "replace"]
     assert renamed.index(str(run / "metrics.json")) == len(renamed) - 1  # it marks the evaluation complete
+
+
+@pytest.mark.integration
+def test_with_tta_the_reported_calibration_is_that_of_the_model_as_04_and_05_apply_it(tmp_path, make_dataset):
+    import torch
+
+    from helpers.data import dataset as data
+    from helpers.data import imagecache
+    from helpers.evaluation import stats, trained
+    from helpers.models import inference
+    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    run = tmp_path / "run"
+    frame, report = data.split_for(run, str(make_dataset(per_class=10)), 42)
+    cpu = torch.device("cpu")
+    arrays = {s: imagecache.split_arrays(frame, report["classes"], s, 32) for s in ("train", "val")}
+    # A head trained hard on few images: over-confident, and its views disagree — what calibration is for.
+    cfg = TrainConfig(arch="efficientnet-lite0", classes=report["classes"], image_size=32, batch_size=8, epochs=0,
+                      head_epochs=8, weights="imagenet", lr=0.05)
+    train.run_cycle(cfg, run, *arrays["train"], *arrays["val"], cpu, progress=False)
+    cal = evaluate.evaluate_run(run, cpu, tta="flip+crops")["metrics"]["calibration"]
+    tempered, norm, cfg = trained.load_trained(run / "checkpoints" / "best.pt", cpu, calibrated=False)
+    trained.set_temperature(tempered, cfg["arch"], cal["temperature"])  # folded in, as 05 and the exports load it
+    val_x, val_y = arrays["val"]
+    probs = inference.predict_proba(tempered, norm, val_x, cpu, tta="flip+crops")
+    assert abs(np.log(cal["temperature"])) > 0.1  # a real correction, so a wrong transform would show
+    assert cal["val_ece_after"] == pytest.approx(stats.expected_calibration_error(np.asarray(val_y), probs)[0],
+                                                 abs=1e-5)

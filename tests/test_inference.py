@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,33 @@ def test_load_trained_applies_the_temperature_04_chose(tmp_path):
                                atol=1e-5)
     plain, _, cfg = trained.load_trained(path, cpu, calibrated=False)
     assert cfg["temperature"] == 1.0
+
+
+@pytest.mark.parametrize("tta", ["flip", "flip+crops"])
+def test_the_temperature_is_fitted_on_the_transform_it_is_applied_as(tta):
+    """With TTA, a folded temperature divides each view's logits before averaging: fit and figures must agree."""
+    from helpers.evaluation import stats
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", 3, "none")
+    with torch.no_grad():  # a confident, view-sensitive head, so that the two transforms differ
+        [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(40)
+    norm = inference.normalizer_for("mobilenet_v3_small")
+    cpu = torch.device("cpu")
+    images = np.random.default_rng(1).integers(0, 255, (24, 3, 32, 32), dtype=np.uint8)
+    y = np.arange(24) % 3
+    views = inference.predict_view_probs(model, norm, images, cpu, tta=tta)
+    np.testing.assert_allclose(views.mean(0), inference.predict_proba(model, norm, images, cpu, tta=tta), atol=1e-6)
+    t = stats.fit_temperature(y, views)
+    tempered = copy.deepcopy(model)
+    trained.set_temperature(tempered, "mobilenet_v3_small", t)
+    applied = inference.predict_proba(tempered, norm, images, cpu, tta=tta)  # what 04, 05 and exports give
+    np.testing.assert_allclose(stats.apply_temperature(views, t), applied, atol=1e-5)
+    calibration = stats.temperature_scaling(y, views, y, views)
+    assert calibration["val_ece_after"] == pytest.approx(stats.expected_calibration_error(y, applied)[0], abs=1e-5)
+
+    def nll(p):
+        return -np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()
+    for other in (t * 1.2, t / 1.2):  # t is the best temperature for the applied transform itself
+        moved = copy.deepcopy(model)
+        trained.set_temperature(moved, "mobilenet_v3_small", other)
+        assert nll(applied) <= nll(inference.predict_proba(moved, norm, images, cpu, tta=tta)) + 1e-9

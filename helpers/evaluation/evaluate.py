@@ -28,7 +28,7 @@ from helpers.evaluation import stats
 from helpers.evaluation.gradcam import describe, grad_cam
 from helpers.evaluation.stats import expected_calibration_error, wilson_interval  # noqa: F401  (their home is stats)
 from helpers.evaluation.trained import load_trained, set_temperature
-from helpers.models.inference import TTA_CHOICES, predict_proba
+from helpers.models.inference import TTA_CHOICES, predict_proba, predict_view_probs
 from helpers.training import checkpoints, ledger
 from helpers.training.checkpoints import load as load_checkpoint  # noqa: F401  (re-exported for older callers)
 from helpers.utils import files
@@ -170,12 +170,14 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
     absent = sorted(set(classes) - set(test["label"]))
     images, test_y = split_arrays(frame, classes, "test", size)
     val_images, val_y = split_arrays(frame, classes, "val", size)
-    test_probs = predict_proba(model, norm, images, device, batch_size, tta)
-    val_probs = predict_proba(model, norm, val_images, device, batch_size, tta)
+    test_views = predict_view_probs(model, norm, images, device, batch_size, tta)
+    val_views = predict_view_probs(model, norm, val_images, device, batch_size, tta)
+    test_probs, val_probs = test_views.mean(0), val_views.mean(0)
     tta_effect = _tta_effect(model, norm, images, test_y, val_images, val_y, test_probs, val_probs, device,
                              batch_size, tta)
-    # One temperature fitted on validation; test probabilities change only where it helped on validation.
-    calibration = stats.temperature_scaling(np.asarray(val_y), val_probs, np.asarray(test_y), test_probs)
+    # One temperature fitted on validation, on every TTA view divided by it and then averaged: the transform
+    # folding it into the last layer applies. Test probabilities change only where it helped on validation.
+    calibration = stats.temperature_scaling(np.asarray(val_y), val_views, np.asarray(test_y), test_views)
     calibration.pop("probs")
     if calibration["applied"]:
         # Folded into the last layer, as 05 and the exports load it: predictions.csv is what they will give.

@@ -117,32 +117,49 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = 15)
     return ece, table
 
 
+def _views(probs: np.ndarray) -> np.ndarray:
+    """Log-probabilities as (views, n, classes): one view for plain (n, classes) probabilities."""
+    probs = np.asarray(probs, dtype=float)
+    return np.log(np.clip(probs if probs.ndim == 3 else probs[None], 1e-12, 1.0))
+
+
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities of logits divided by `temperature` (log-probabilities are logits up to a per-row shift)."""
-    logp = np.log(np.clip(np.asarray(probs, dtype=float), 1e-12, 1.0))
-    return softmax(logp / temperature, axis=1)
+    """Probabilities of logits divided by `temperature`: per view when `probs` is (views, n, classes), then averaged.
+
+    Log-probabilities are logits up to a per-row shift, so this is exactly what dividing the network's last
+    layer by the temperature gives, TTA views included.
+    """
+    return softmax(_views(probs) / temperature, axis=2).mean(0)
 
 
 def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
-    """The one temperature that minimises the negative log-likelihood on these (validation) labels."""
-    logp = np.log(np.clip(np.asarray(probs, dtype=float), 1e-12, 1.0))
+    """The one temperature that minimises the negative log-likelihood on these (validation) labels.
+
+    `probs` may hold every TTA view, (views, n, classes): the temperature is then fitted on the averaged
+    probabilities of the divided views, the transform it is applied as.
+    """
     y = np.asarray(y)
 
     def nll(log_t: float) -> float:
-        return float(-log_softmax(logp / np.exp(log_t), axis=1)[np.arange(len(y)), y].mean())
+        p = apply_temperature(probs, float(np.exp(log_t)))[np.arange(len(y)), y]
+        return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
 
 
 def temperature_scaling(val_y: np.ndarray, val_probs: np.ndarray, test_y: np.ndarray,
                         test_probs: np.ndarray) -> dict:
-    """Fit T on validation; apply it to test only if it lowers validation ECE. ECE before/after on both splits."""
+    """Fit T on validation; apply it to test only if it lowers validation ECE. ECE before/after on both splits.
+
+    Probabilities may be (n, classes) or every TTA view, (views, n, classes); views are averaged for the figures.
+    """
     t = fit_temperature(val_y, val_probs)
-    val_before, _ = expected_calibration_error(val_y, val_probs)
+    val_plain, test_plain = apply_temperature(val_probs, 1.0), apply_temperature(test_probs, 1.0)
+    val_before, _ = expected_calibration_error(val_y, val_plain)
     val_after, _ = expected_calibration_error(val_y, apply_temperature(val_probs, t))
     applied = val_after < val_before
-    test_before, _ = expected_calibration_error(test_y, test_probs)
+    test_before, _ = expected_calibration_error(test_y, test_plain)
     scaled = apply_temperature(test_probs, t)
     test_after, _ = expected_calibration_error(test_y, scaled)
     return {"temperature": t, "applied": bool(applied), "val_ece_before": val_before, "val_ece_after": val_after,
             "test_ece_before": test_before, "test_ece_after": test_after,
-            "probs": scaled if applied else np.asarray(test_probs, dtype=float)}
+            "probs": scaled if applied else test_plain}

@@ -79,6 +79,25 @@ def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device
 
 
 @torch.no_grad()
+def predict_view_probs(model: nn.Module, norm: Normalizer, images: np.ndarray, device: torch.device,
+                       batch_size: int = 64, tta: str = "none", workers: int = 0) -> np.ndarray:
+    """Softmax probabilities of every TTA view separately, (views, n, classes); their mean is predict_proba's.
+
+    A temperature is fitted on these (each view's logits divided, then averaged), the very transform that
+    folding it into the last layer applies.
+    """
+    model.eval()
+    out = []
+    for x in imagecache.batches(images, batch_size, device, workers):
+        per_view = []
+        for view in tta_views(x, tta):
+            with autocast(device):
+                per_view.append(model(norm(view).contiguous(memory_format=torch.channels_last)).float().softmax(1))
+        out.append(torch.stack(per_view).cpu())
+    return torch.cat(out, dim=1).numpy() if out else np.zeros((len(tta_views(torch.zeros(1, 3, 8, 8), tta)), 0, 0))
+
+
+@torch.no_grad()
 def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.ndarray,
                      device: torch.device, batch_size: int = 64, workers: int = 0) -> torch.Tensor:
     """Pooled backbone features (the head's input) of every image, computed once."""
