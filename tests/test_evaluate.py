@@ -266,3 +266,55 @@ def test_with_tta_the_reported_calibration_is_that_of_the_model_as_04_and_05_app
     assert abs(np.log(cal["temperature"])) > 0.1  # a real correction, so a wrong transform would show
     assert cal["val_ece_after"] == pytest.approx(stats.expected_calibration_error(np.asarray(val_y), probs)[0],
                                                  abs=1e-5)
+
+
+@pytest.mark.parametrize("classes", [["a", "b", "c"], ["a", "b"]])
+def test_a_test_split_of_one_class_gives_its_accuracy_and_says_why_there_is_no_roc(classes):
+    probs = [[0.7, 0.2, 0.1][:len(classes)], [0.2, 0.7, 0.1][:len(classes)], [0.6, 0.3, 0.1][:len(classes)]]
+    metrics = evaluate.compute_metrics(_frame(["a", "a", "a"], probs, classes), classes)
+    assert metrics["test_accuracy"] == pytest.approx(2 / 3) and metrics["roc_auc"] is None
+    assert metrics["roc_note"] == ("no ROC: the test split holds only class 'a' (3 image(s)), and a ROC needs "
+                                   "images of a class and of the others; the accuracy and the per-class figures "
+                                   "stand.")
+    from helpers.reporting import plots
+    plots.roc_figure(evaluate.roc_curves(["a"] * 3, np.asarray(probs), classes))  # a figure that says so
+
+
+@pytest.mark.notebook
+def test_04_on_a_test_split_of_one_class(tmp_path, study_home):
+    import json
+
+    import papermill
+    import torch
+
+    from helpers import pipeline
+    from helpers.data import dataset as data
+    from helpers.data import imagecache
+    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.utils import paths
+
+    from .conftest import make_image
+    root = tmp_path / "given"
+    for split, classes in (("train", ("cat", "dog", "fox")), ("val", ("cat", "dog", "fox")), ("test", ("cat",))):
+        for k, c in enumerate(classes):
+            for i in range(6 if split == "train" else 3):
+                make_image(root / split / c / f"{split}_{c}_{i}.png", seed=hash((split, c, i)) % 10_000, shade=k)
+    run = paths.run_dir("onecls")
+    frame, report = data.prepare_split(root, keep_given_split=True)
+    data.save_split(run, frame, report)
+    frame, report = data.load_split(run)
+    assert set(frame.loc[frame["split"] == "test", "label"]) == {"cat"}
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=report["classes"], image_size=32, batch_size=8, epochs=1,
+                      head_epochs=0, weights="none")
+    train.run_cycle(cfg, run, *imagecache.split_arrays(frame, report["classes"], "train", 32),
+                    *imagecache.split_arrays(frame, report["classes"], "val", 32), torch.device("cpu"),
+                    progress=False)
+    papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "04_evaluate.ipynb"), str(tmp_path / "04.ipynb"),
+                               parameters={"run_id": "onecls", "device": "cpu", "lang": "en"},
+                               cwd=str(paths.NOTEBOOKS_DIR), kernel_name=pipeline._kernel_name(), progress_bar=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_test"] == 3 and 0 <= metrics["test_accuracy"] <= 1 and metrics["roc_auc"] is None
+    assert metrics["roc_note"].startswith("no ROC: the test split holds only class 'cat' (3 image(s))")
+    text = (paths.report_dir("onecls") / "REPORT.md").read_text()
+    assert "No ROC: the test split holds only class cat (3 image(s))" in text

@@ -64,11 +64,13 @@ def roc_curves(y_true: list[str], probs: np.ndarray, classes: list[str]) -> dict
     """ROC from probabilities: binary → the positive class; multiclass → one-vs-rest, micro and macro."""
     y = np.asarray([classes.index(c) for c in y_true])
     probs = np.asarray(probs, dtype=float)
+    if len(set(y.tolist())) < 2:  # no negatives (or no positives) for any class: no ROC is defined
+        present = sorted({classes[k] for k in y.tolist()})
+        return {"kind": "binary" if len(classes) == 2 else "multiclass", "positive": classes[-1], "curves": {},
+                "auc": None, "micro": None, "macro": None, "skipped": [c for c in classes if c not in present],
+                "why": no_roc_reason(present, len(y))}
     if len(classes) == 2:
         positive = classes[1]
-        if len(set(y)) < 2:
-            return {"kind": "binary", "positive": positive, "curves": {}, "auc": None,
-                    "skipped": [classes[k] for k in (0, 1) if k not in set(y)]}
         fpr, tpr, _ = roc_curve(y, probs[:, 1])
         value = float(roc_auc_score(y, probs[:, 1]))
         return {"kind": "binary", "positive": positive, "auc": value, "skipped": [],
@@ -91,6 +93,13 @@ def roc_curves(y_true: list[str], probs: np.ndarray, classes: list[str]) -> dict
                       "auc": float(np.mean([v["auc"] for v in curves.values()]))}}
 
 
+def no_roc_reason(present: list[str], n: int) -> str:
+    """Why a test split gives no ROC (its accuracy still stands)."""
+    held = f"only class {present[0]!r}" if present else "no image"
+    return (f"no ROC: the test split holds {held} ({n} image(s)), and a ROC needs images of a class and of "
+            "the others; the accuracy and the per-class figures stand.")
+
+
 def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None = None) -> dict:
     """metrics.json's content from predictions.csv's frame (`curves`: its roc_curves, if already computed)."""
     unknown = sorted(set(frame["label"]) - set(classes))
@@ -102,7 +111,9 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None
     n, correct = len(y), int((pred == y).sum())
     lo, hi = wilson_interval(correct, n)
     curves = curves or roc_curves(frame["label"].tolist(), probs, classes)
-    if curves["kind"] == "binary":
+    if curves.get("why"):
+        roc_auc = None
+    elif curves["kind"] == "binary":
         roc_auc = curves["auc"]
     else:
         roc_auc = {"macro": curves["macro"]["auc"], "micro": curves["micro"]["auc"],
@@ -125,6 +136,7 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None
         "classes": classes,
         "roc_auc": roc_auc,
         "roc_skipped_classes": curves["skipped"],
+        "roc_note": curves.get("why"),
         "per_class": {c: {"precision": report[c]["precision"], "recall": report[c]["recall"],
                           "f1": report[c]["f1-score"], "support": int(report[c]["support"])} for c in classes},
         "macro_f1": report["macro avg"]["f1-score"],

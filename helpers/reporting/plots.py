@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -44,6 +46,12 @@ def training_metrics(history: pd.DataFrame) -> Figure:
 def roc_figure(curves: dict) -> Figure:
     """ROC curves from `evaluate.roc_curves`: per class, plus micro and macro averages."""
     fig, ax = plt.subplots(figsize=(6.5, 6))
+    if curves.get("why"):  # one class in the test split: the figure says why there is no curve
+        ax.text(0.5, 0.5, textwrap.fill(curves["why"], 48), ha="center", va="center", fontsize=9,
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        fig.tight_layout()
+        return fig
     for name, c in curves["curves"].items():
         ax.plot(c["fpr"], c["tpr"], lw=1, label=f"{name} (AUC {c['auc']:.3f})")
     if curves["kind"] == "multiclass":

@@ -59,6 +59,8 @@ TEXT = {
         "auc_multi": "ROC AUC один-против-всех: макро-среднее {macro} (среднее AUC по классам), "
                      "микро-среднее {micro} (все пары «класс–изображение» в одной кривой).",
         "auc_skip": "Классы без ROC (нет в тестовой выборке): {classes}.",
+        "no_roc": "ROC не построена: в тестовой выборке только класс {classes} ({n} изобр.), а для ROC нужны "
+                  "изображения класса и остальных; точность и показатели по классам верны.",
         "ece": "Ожидаемая ошибка калибровки (ECE): {ece}.",
         "fig_metrics": "Метрики обучения (все циклы)", "fig_roc": "ROC на тестовой выборке",
         "fig_cm": "Матрица ошибок", "fig_rel": "Диаграмма надежности", "fig_err": "Самые уверенные ошибки",
@@ -128,6 +130,8 @@ TEXT = {
         "auc_multi": "One-vs-rest ROC AUC: macro-average {macro} (the mean of per-class AUCs), micro-average "
                      "{micro} (all class–image pairs pooled into one curve).",
         "auc_skip": "Classes without a ROC (absent from the test split): {classes}.",
+        "no_roc": "No ROC: the test split holds only class {classes} ({n} image(s)), and a ROC needs images of a "
+                  "class and of the others; the accuracy and the per-class figures stand.",
         "ece": "Expected calibration error (ECE): {ece}.",
         "fig_metrics": "Training metrics (all cycles)", "fig_roc": "Test ROC", "fig_cm": "Confusion matrix",
         "fig_rel": "Reliability diagram", "fig_err": "Most confident mistakes", "fig_balance": "Class balance",
@@ -332,7 +336,10 @@ def render(run_id: str, lang: str = "ru") -> str:
             lines.append(t["auc_multi"].format(macro=f"{auc['macro']:.4f}", micro=f"{auc['micro']:.4f}"))
         elif auc is not None:
             lines.append(t["auc_bin"].format(pos=metrics["classes"][1], auc=f"{auc:.4f}"))
-        if metrics.get("roc_skipped_classes"):
+        if metrics.get("roc_note"):
+            present = [c for c in metrics["classes"] if c not in metrics.get("roc_skipped_classes", [])]
+            lines.append(t["no_roc"].format(classes=", ".join(present) or "–", n=metrics["n_test"]))
+        elif metrics.get("roc_skipped_classes"):
             lines.append(t["auc_skip"].format(classes=", ".join(metrics["roc_skipped_classes"])))
         lines += [t["ece"].format(ece=f"{metrics['ece']:.4f}"), ""] + _evaluation_lines(metrics, t)
     else:
