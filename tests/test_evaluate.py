@@ -318,3 +318,34 @@ def test_04_on_a_test_split_of_one_class(tmp_path, study_home):
     assert metrics["roc_note"].startswith("no ROC: the test split holds only class 'cat' (3 image(s))")
     text = (paths.report_dir("onecls") / "REPORT.md").read_text()
     assert "No ROC: the test split holds only class cat (3 image(s))" in text
+
+
+@pytest.mark.integration
+def test_04_resamples_the_test_splits_duplicate_groups_and_the_report_says_so(make_dataset):
+    import shutil
+
+    import torch
+
+    from helpers.data import dataset as data
+    from helpers.data import imagecache
+    from helpers.reporting import report as report_module
+    from helpers.training import cycle as train
+    from helpers.training.config import TrainConfig
+    from helpers.utils import paths
+    root = make_dataset(per_class=8)
+    for p in sorted(root.rglob("*.png")):
+        for k in (1, 2):  # every image three times: the copies always share a split
+            shutil.copyfile(p, p.with_name(f"{p.stem}_copy{k}.png"))
+    run = paths.run_dir("dups")
+    frame, report = data.split_for(run, str(root), 42)
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=report["classes"], image_size=32, batch_size=8, epochs=1,
+                      head_epochs=0, weights="none")
+    train.run_cycle(cfg, run, *imagecache.split_arrays(frame, report["classes"], "train", 32),
+                    *imagecache.split_arrays(frame, report["classes"], "val", 32), torch.device("cpu"),
+                    progress=False)
+    metrics = evaluate.evaluate_run(run, torch.device("cpu"))["metrics"]
+    n = int((frame["split"] == "test").sum())
+    assert metrics["intervals"]["unit"] == "group" and metrics["intervals"]["n_groups"] == n // 3
+    text = report_module.render("dups", "en")
+    assert f"(95% bootstrap interval over the test split's {n // 3} groups: " in text
+    assert "Wilson" not in text.split("final accuracy")[1].split("\n")[0]

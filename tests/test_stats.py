@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score, roc_auc_score
@@ -64,3 +65,32 @@ def test_temperature_fixes_overconfidence_and_is_applied_only_when_validation_ec
     assert result["test_ece_after"] < result["test_ece_before"]
     np.testing.assert_allclose(result["probs"], stats.apply_temperature(overconfident[200:], result["temperature"]))
     np.testing.assert_array_equal(result["probs"].argmax(1), overconfident[200:].argmax(1))  # accuracy unchanged
+
+
+def test_intervals_resample_whole_groups_where_the_test_split_has_them():
+    from helpers.evaluation import evaluate
+    rng = np.random.default_rng(3)
+    n = 60
+    y = np.arange(n) % 2
+    probs = np.clip(rng.normal(0.5, 0.25, n), 0.01, 0.99)
+    probs = np.stack([1 - probs, probs], 1)
+    copies = 5  # every image five times, as exact duplicates: 300 images that carry the information of 60
+    big_y, big_p = np.repeat(y, copies), np.repeat(probs, copies, axis=0)
+    groups = np.repeat(np.arange(n), copies)
+    frame = pd.DataFrame({"path": [f"{i}.png" for i in range(n * copies)], "label": np.array(["a", "b"])[big_y],
+                          **{f"p_{c}": big_p[:, k] for k, c in enumerate("ab")}})
+    singly = evaluate.compute_metrics(frame, ["a", "b"])
+    grouped = evaluate.compute_metrics(frame, ["a", "b"], groups=groups)
+    unique = stats.stratified_bootstrap(y, probs, stats.accuracy)  # the 60 images the copies repeat
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert grouped["intervals"] == {"unit": "group", "n_images": 300, "n_groups": 60,
+                                    "why": grouped["intervals"]["why"]}
+    assert singly["intervals"] == {"unit": "image", "n_images": 300}
+    assert width(grouped["test_accuracy_ci95"]) == pytest.approx(width(unique), rel=0.25)
+    assert width(grouped["test_accuracy_ci95"]) > 1.8 * width(singly["test_accuracy_ci95"])
+    assert width(grouped["macro_f1_ci95"]) > 1.8 * width(singly["macro_f1_ci95"])
+    assert width(grouped["roc_auc_ci95"]) > 1.8 * width(singly["roc_auc_ci95"])
+    # The test split's groups come from the data report: duplicates, and group_column groups.
+    report = {"multi_image_groups": [["0.png", "1.png", "x.png"], ["5.png", "6.png"]]}
+    ids = evaluate.test_groups(["0.png", "1.png", "2.png", "5.png"], report)
+    assert ids.tolist() == [0, 0, 2, 3] and evaluate.test_groups(["2.png", "5.png"], report) is None

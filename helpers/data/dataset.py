@@ -193,6 +193,8 @@ def data_report(frame: pd.DataFrame, found: layouts.Layout, seed: int, ratios: t
         "leaks": [g for g in dup_groups if isinstance(g["split"], list)],
         "image_sizes": Counter(f"{w}x{h}" for w, h in zip(frame["width"], frame["height"])).most_common(),
         "fingerprint": fingerprint,
+        # Images that are not independent (duplicates; a group_column value): 04's intervals resample them whole.
+        "multi_image_groups": [m["path"].tolist() for _, m in frame.groupby("group", sort=True) if len(m) > 1],
     }
     if group_column:
         sizes = frame.groupby("group").size()

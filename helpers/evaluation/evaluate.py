@@ -100,8 +100,37 @@ def no_roc_reason(present: list[str], n: int) -> str:
             "the others; the accuracy and the per-class figures stand.")
 
 
-def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None = None) -> dict:
-    """metrics.json's content from predictions.csv's frame (`curves`: its roc_curves, if already computed)."""
+def test_groups(paths: list[str], report: dict) -> np.ndarray | None:
+    """One group id per test image from the data report (duplicates; `group_column` values), or None when every
+    test image is its own group."""
+    index = {p: i for i, p in enumerate(paths)}
+    ids = np.arange(len(paths))
+    listed = report.get("multi_image_groups") or [g["paths"] for g in report.get("duplicate_groups", [])]
+    joined = False
+    for members in listed:
+        inside = [index[p] for p in members if p in index]
+        if len(inside) > 1:
+            ids[inside] = inside[0]
+            joined = True
+    return ids if joined else None
+
+
+def interval_unit(groups: np.ndarray | None, n: int) -> dict:
+    """What the intervals resample, for metrics.json and the report."""
+    if groups is None:
+        return {"unit": "image", "n_images": n}
+    return {"unit": "group", "n_images": n, "n_groups": int(len(np.unique(groups))),
+            "why": "the test split holds groups (duplicates, or images sharing a group_column value) whose images "
+                   "are not independent, so whole groups are resampled"}
+
+
+def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None = None,
+                    groups: np.ndarray | None = None) -> dict:
+    """metrics.json's content from predictions.csv's frame (`curves`: its roc_curves, if already computed).
+
+    With `groups` (test_groups) the intervals resample whole groups: the accuracy's by a group bootstrap
+    instead of Wilson's images, macro F1's and the AUC's likewise.
+    """
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise EvaluationError(f"test labels {unknown} are not among the model's classes {classes}.")
@@ -109,7 +138,8 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None
     y = np.asarray([classes.index(c) for c in frame["label"]])
     pred = probs.argmax(1)
     n, correct = len(y), int((pred == y).sum())
-    lo, hi = wilson_interval(correct, n)
+    lo, hi = wilson_interval(correct, n) if groups is None else \
+        stats.stratified_bootstrap(y, probs, stats.accuracy, groups=groups)
     curves = curves or roc_curves(frame["label"].tolist(), probs, classes)
     if curves.get("why"):
         roc_auc = None
@@ -122,15 +152,16 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None
                                    output_dict=True, zero_division=0)
     cm = confusion_matrix(y, pred, labels=list(range(len(classes))))
     ece, _ = expected_calibration_error(y, probs)
-    f1_ci = stats.stratified_bootstrap(y, probs, stats.macro_f1) if n else [0.0, 1.0]
-    auc_ci = stats.stratified_bootstrap(y, probs, stats.roc_auc) if not curves["skipped"] or \
-        (curves["kind"] == "multiclass" and curves["curves"]) else None
+    f1_ci = stats.stratified_bootstrap(y, probs, stats.macro_f1, groups=groups) if n else [0.0, 1.0]
+    auc_ci = stats.stratified_bootstrap(y, probs, stats.roc_auc, groups=groups) if not curves.get("why") and (
+        not curves["skipped"] or (curves["kind"] == "multiclass" and curves["curves"])) else None
     pairs = [{"true": classes[i], "pred": classes[j], "count": int(cm[i, j])}
              for i in range(len(classes)) for j in range(len(classes)) if i != j and cm[i, j] > 0]
     pairs.sort(key=lambda d: (-d["count"], d["true"], d["pred"]))
     return {
         "test_accuracy": correct / n if n else 0.0,
         "test_accuracy_ci95": [lo, hi],
+        "intervals": interval_unit(groups, n),
         "n_test": n,
         "n_correct": correct,
         "classes": classes,
@@ -199,7 +230,7 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
     preds = predictions_frame(test["path"].tolist(), test["label"].tolist(), test_probs, classes)
     probs = probabilities(preds, classes)  # what predictions.csv holds: every figure is computed from it
     curves = roc_curves(preds["label"].tolist(), probs, classes)
-    metrics = compute_metrics(preds, classes, curves)
+    metrics = compute_metrics(preds, classes, curves, test_groups(preds["path"].tolist(), report))
     metrics.update(cycle=int(cfg["cycle"]), best_epoch=int(cfg["epoch"]), arch=cfg["arch"], image_size=size,
                    classes_absent_from_test=absent, selected_by=selected_by,
                    selection=_selection(run_dir, cfg, selected_by), tta=tta_effect, calibration=calibration,

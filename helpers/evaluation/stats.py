@@ -52,15 +52,20 @@ def paired_accuracy_difference(correct_a: np.ndarray, correct_b: np.ndarray,
 
 
 def stratified_bootstrap(y: np.ndarray, probs: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                         n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+                         n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+                         groups: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of a statistic, resampling images within each class.
 
     Resampling within classes keeps every class present in every resample, so ROC AUC is always defined and
     the test split's class balance is kept. `statistic(y, probs)` takes a batch of resamples — y (B, n),
     probs (B, n, k) — and returns B values (vectorised: a thousand sklearn calls would take most of a minute).
+    With `groups` (one id per image: duplicates, a patient) whole groups are resampled, within the class of
+    their first image: images of one group are not independent, and resampling them singly narrows the interval.
     """
     y, probs = np.asarray(y), np.asarray(probs, dtype=float)
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        return _group_bootstrap(y, probs, statistic, np.asarray(groups), n_boot, confidence, rng)
     groups = [np.flatnonzero(y == k) for k in np.unique(y)]
     values = []
     for start in range(0, n_boot, 100):  # chunks keep memory at 100 copies of the probabilities
@@ -69,6 +74,26 @@ def stratified_bootstrap(y: np.ndarray, probs: np.ndarray, statistic: Callable[[
         values.append(statistic(y[idx], probs[idx]))
     lo, hi = np.quantile(np.concatenate(values), [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)
+
+
+def _group_bootstrap(y: np.ndarray, probs: np.ndarray, statistic: Callable, groups: np.ndarray, n_boot: int,
+                     confidence: float, rng: np.random.Generator) -> tuple[float, float]:
+    """The bootstrap over whole groups (resamples differ in size, so one statistic call each)."""
+    ids, first = np.unique(groups, return_index=True)
+    members = [np.flatnonzero(groups == g) for g in ids]
+    strata = [np.flatnonzero(y[first] == k) for k in np.unique(y[first])]
+    values = []
+    for _ in range(n_boot):
+        picked = np.concatenate([s[rng.integers(0, s.size, size=s.size)] for s in strata])
+        idx = np.concatenate([members[i] for i in picked])
+        values.append(float(np.asarray(statistic(y[idx][None], probs[idx][None])).ravel()[0]))
+    lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def accuracy(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Accuracy of the arg-max predictions, per resample row."""
+    return (np.atleast_2d(np.asarray(probs).argmax(-1)) == np.atleast_2d(y)).mean(-1)
 
 
 def macro_f1(y: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -55,6 +55,10 @@ TEXT = {
         "paired_no": "Парное сравнение с циклом {other} невозможно: {reason}.",
         "final": "Итоговой точностью модели (цикл {cycle}, тестовая выборка, n = {n}) является значение "
                  "**{acc}** (95% доверительный интервал Уилсона: {lo} – {hi}).",
+        "final_groups": "Итоговой точностью модели (цикл {cycle}, тестовая выборка, n = {n}) является значение "
+                        "**{acc}** (95% бутстреп-интервал по {g} группам тестовой выборки: {lo} – {hi}; дубликаты и "
+                        "изображения с одним значением group_column не независимы, поэтому группы берутся целиком — "
+                        "так же получены интервалы F1 и AUC).",
         "auc_bin": "ROC AUC (положительный класс «{pos}»): {auc}.",
         "auc_multi": "ROC AUC один-против-всех: макро-среднее {macro} (среднее AUC по классам), "
                      "микро-среднее {micro} (все пары «класс–изображение» в одной кривой).",
@@ -126,6 +130,10 @@ TEXT = {
         "paired_no": "No paired comparison with cycle {other}: {reason}.",
         "final": "The model's final accuracy (cycle {cycle}, test split, n = {n}) is **{acc}** "
                  "(95% Wilson confidence interval: {lo} – {hi}).",
+        "final_groups": "The model's final accuracy (cycle {cycle}, test split, n = {n}) is **{acc}** (95% bootstrap "
+                        "interval over the test split's {g} groups: {lo} – {hi}; duplicates and images sharing a "
+                        "group_column value are not independent, so whole groups are resampled — as for the F1 and "
+                        "AUC intervals).",
         "auc_bin": "ROC AUC (positive class '{pos}'): {auc}.",
         "auc_multi": "One-vs-rest ROC AUC: macro-average {macro} (the mean of per-class AUCs), micro-average "
                      "{micro} (all class–image pairs pooled into one curve).",
@@ -329,8 +337,10 @@ def render(run_id: str, lang: str = "ru") -> str:
     metrics = _read(run_dir, "metrics.json")
     if metrics:
         lo, hi = metrics["test_accuracy_ci95"]
-        lines += [t["final"].format(cycle=metrics.get("cycle", "?"), n=metrics["n_test"],
-                                    acc=pct(metrics["test_accuracy"]), lo=pct(lo), hi=pct(hi)), ""]
+        unit = metrics.get("intervals", {})
+        final = t["final_groups"] if unit.get("unit") == "group" else t["final"]
+        lines += [final.format(cycle=metrics.get("cycle", "?"), n=metrics["n_test"], g=unit.get("n_groups"),
+                               acc=pct(metrics["test_accuracy"]), lo=pct(lo), hi=pct(hi)), ""]
         auc = metrics["roc_auc"]
         if isinstance(auc, dict):
             lines.append(t["auc_multi"].format(macro=f"{auc['macro']:.4f}", micro=f"{auc['micro']:.4f}"))
