@@ -89,3 +89,37 @@ def test_an_exporter_failure_is_one_sentence_naming_arch_and_format(run, monkeyp
     with pytest.raises(export.ExportError, match=r"onnx export of efficientnet-lite0 \(best.pt\) failed: "
                                                  r"RuntimeError: unsupported operator aten::frobnicate; try"):
         export.export_run(run, "onnx")
+
+
+@pytest.mark.integration
+def test_the_export_folder_holds_one_models_bundle_and_a_failed_check_keeps_no_file_of_its_format(
+        run, monkeypatch):  # noqa: F811
+    import shutil
+
+    from helpers.training import checkpoints
+    other = paths.run_dir("two-cycles")
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("export", ".lock"))
+    second = torch.load(checkpoints.cycle_dir(other, 1) / "best.pt", weights_only=True)
+    head = [k for k in second["model"] if k.endswith("weight")][-1]
+    second["model"][head] = second["model"][head] * 1.5  # cycle 2: another model of the same run
+    second["cycle"] = 2
+    checkpoints.save(checkpoints.cycle_dir(other, 2) / "best.pt", second)
+    folder = other / "export"
+    export.export_run(other, "onnx", cycle=1)
+    result = export.export_run(other, "torchscript", cycle=2)
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["README.md", "classes.txt", "model.pt",
+                                                                       "parity.json", "preprocessing.json"]
+    parity = json.loads((folder / "parity.json").read_text())
+    assert set(parity) == {"torchscript"} and parity["torchscript"]["cycle"] == 2
+    assert parity["torchscript"]["checkpoint"] == "checkpoints/cycle-2/best.pt"
+    assert "model.onnx" not in (folder / "README.md").read_text()
+    aside = other / result["superseded"]
+    assert (aside / "model.onnx").exists() and json.loads((aside / "parity.json").read_text())["onnx"]["cycle"] == 1
+    # A failed parity check leaves no model file of its format, not even the one that passed before.
+    real = export.run_exported
+    monkeypatch.setattr(export, "run_exported", lambda *a, **k: np.clip(real(*a, **k) + 1e-3, 0, 1))
+    with pytest.raises(export.ExportError, match=r"no model.pt was kept \(the earlier one is in "
+                                                 r"export/superseded/\d{8}-\d{6}\+?\)"):
+        export.export_run(other, "torchscript", cycle=2)
+    assert not (folder / "model.pt").exists() and not list(folder.glob(".*.tmp"))
+    assert json.loads((folder / "parity.json").read_text())["torchscript"]["passed"] is False

@@ -133,8 +133,17 @@ def _bundle_readme(formats: list[str], spec: dict) -> str:
             f"trained model on the test split.\n{blocks}")
 
 
+BUNDLE_FILES = ("preprocessing.json", "classes.txt", "README.md")
+IDENTITY = ("checkpoint", "checkpoint_sha256", "temperature")  # what makes two exports the same model
+
+
 def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, tolerance: float = TOLERANCE) -> dict:
-    """Export a run's best (or `cycle`'s) model to runs/<id>/export/ and prove parity on its test split."""
+    """Export a run's best (or `cycle`'s) model to runs/<id>/export/ and prove parity on its test split.
+
+    The folder holds one model's bundle: files of another checkpoint (another cycle, a newer best.pt, another
+    temperature) are moved to export/superseded/<time>/ when this one lands, and a failed parity check leaves
+    no model file of its format (an older one is moved aside too).
+    """
     run_dir = Path(run_dir)
     if fmt not in FORMATS:
         raise ExportError(f"format={fmt!r}: use onnx or torchscript.")
@@ -147,38 +156,66 @@ def export_run(run_dir: Path, fmt: str, cycle: int = 0, batch_size: int = 32, to
         raise ExportError(f"run {run_dir.name!r} has no test split to prove parity on; rerun 02 with test_ratio > 0.")
     images, labels = split_arrays(frame, spec["classes"], "test", spec["image_size"])
     folder = run_dir / "export"
-    target = folder / FORMATS[fmt]
-    parity_path = folder / "parity.json"
+    target, parity_path = folder / FORMATS[fmt], folder / "parity.json"
     record = files.read_json(parity_path) if parity_path.exists() else {}
+    identity = {"checkpoint": ckpt_path.relative_to(run_dir).as_posix(),
+                "checkpoint_sha256": files.sha256_file(ckpt_path), "temperature": config.get("temperature", 1.0)}
     with files.atomic_path(target) as tmp:  # the model file lands only when parity holds
-        try:
-            write_model(exportable(model, norm), fmt, tmp, spec["image_size"])
-        except Exception as exc:  # the exporters raise many types; the user needs the arch, format and cause
-            cause = (str(exc).strip().splitlines() or ["no message"])[0][:200]
-            raise ExportError(f"{fmt} export of {config['arch']} ({ckpt_path.name}) failed: {type(exc).__name__}: "
-                              f"{cause}; try the other format.") from exc
+        _write(model, norm, fmt, tmp, spec, config, ckpt_path)
         result = parity(inference.predict_proba(model, norm, images, cpu, batch_size),
                         run_exported(tmp, fmt, images, batch_size), labels, tolerance)
-        result.update(format=fmt, file=target.name, checkpoint=ckpt_path.relative_to(run_dir).as_posix(),
-                      cycle=config["cycle"], arch=config["arch"], image_size=spec["image_size"],
-                      temperature=config.get("temperature", 1.0),
-                      size_mb=round(tmp.stat().st_size / 2**20, 2), split="test",
-                      exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      torch=torch.__version__)
+        result.update(format=fmt, file=target.name, **identity, cycle=config["cycle"], arch=config["arch"],
+                      image_size=spec["image_size"], size_mb=round(tmp.stat().st_size / 2**20, 2), split="test",
+                      exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__)
         if fmt == "onnx":
             import onnxruntime
             result.update(onnxruntime=onnxruntime.__version__, opset=OPSET)
+        stale = [f for f, r in record.items() if f != fmt and {k: r.get(k) for k in IDENTITY} != identity]
+        if not result["passed"]:
+            stale = [fmt] if target.exists() else []  # no model file of this format may outlive a failed check
+        moved = set_aside(folder, record, stale, with_bundle=bool(stale) and result["passed"])
         record[fmt] = result
         files.write_json(parity_path, record)
         if not result["passed"]:
             raise ExportError(f"{fmt} export of {ckpt_path.name} differs from PyTorch by up to "
                               f"{result['max_abs_diff']:.3g} in probability on the test split (tolerance "
-                              f"{tolerance:g}; top-1 agreement {result['top1_agreement']:.4f}); no model file "
-                              f"was kept — see {parity_path}.")
+                              f"{tolerance:g}; top-1 agreement {result['top1_agreement']:.4f}); no {target.name} "
+                              f"was kept{f' (the earlier one is in {moved})' if moved else ''} — see {parity_path}.")
     files.write_json(folder / "preprocessing.json", spec)
     files.write_text(folder / "classes.txt", "\n".join(spec["classes"]) + "\n")
     files.write_text(folder / "README.md", _bundle_readme([f for f in FORMATS if (folder / FORMATS[f]).exists()], spec))
-    return result
+    return {**result, "superseded": moved}
+
+
+def _write(model: nn.Module, norm: nn.Module, fmt: str, tmp: Path, spec: dict, config: dict, ckpt: Path) -> None:
+    """Write the exported network to `tmp`; any exporter failure is one sentence naming arch, format and cause."""
+    try:
+        write_model(exportable(model, norm), fmt, tmp, spec["image_size"])
+    except Exception as exc:  # the exporters raise many types; the user needs the arch, format and cause
+        cause = (str(exc).strip().splitlines() or ["no message"])[0][:200]
+        raise ExportError(f"{fmt} export of {config['arch']} ({ckpt.name}) failed: {type(exc).__name__}: "
+                          f"{cause}; try the other format.") from exc
+
+
+def set_aside(folder: Path, record: dict, formats: list[str], with_bundle: bool) -> str:
+    """Move these formats' model files (and their parity records) to export/superseded/<time>/; '' if none.
+
+    With `with_bundle` the bundle's shared files go along: they describe the model being replaced.
+    """
+    present = [f for f in formats if (folder / FORMATS[f]).exists() or f in record]
+    if not present:
+        return ""
+    aside = folder / "superseded" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    while aside.exists():
+        aside = aside.with_name(aside.name + "+")
+    files.make_folder(aside)
+    names = [FORMATS[f] for f in present] + (list(BUNDLE_FILES) if with_bundle else [])
+    for name in names:
+        if (folder / name).exists():
+            (folder / name).rename(aside / name)
+    files.write_json(aside / "parity.json", {f: record.pop(f) for f in present if f in record})
+    files.fsync_folder(folder)
+    return aside.relative_to(folder.parent).as_posix()
 
 
 PARITY_TEXT = {
@@ -239,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(describe(result))
+    if result.get("superseded"):
+        print(f"another checkpoint's export moved aside: runs/{args.run_id}/{result['superseded']}")
     print(f"written: {paths.run_dir(args.run_id) / 'export'}")
     return 0
 

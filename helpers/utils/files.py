@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -174,6 +175,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; flush it and rename it over `path` only if the block succeeds."""
     with atomic_paths([path]) as (tmp,):
         yield tmp
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: Path, text: str) -> None:
