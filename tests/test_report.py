@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 
-from helpers.reporting import report
+from helpers.reporting import report, texts
 from helpers.utils import files, paths
 
 
@@ -137,3 +137,110 @@ def test_results_shown_in_the_notebook_have_no_broken_image_links():
     shown = report.results_markdown(path)
     assert shown.startswith("## 4. Результаты обучения") and "**99.56%**" in shown
     assert "![" not in shown and "![" in path.read_text()
+
+
+def _every_artifact(run_id="full"):
+    """A run with every artifact the report reads: 01's study, 02's data report, 03's cycles, 04's metrics with
+    its selection, TTA, calibration and paired comparison, an export's parity, and params.json."""
+    from helpers.research.study import RESEARCH_COLUMNS
+    run = _artifacts(run_id)
+    metrics = files.read_json(run / "metrics.json")
+    metrics.update({
+        "classes": ["cat", "dog", "fox"], "roc_auc": {"macro": 0.98765, "micro": 0.97654, "per_class": {}},
+        "roc_skipped_classes": ["fox"], "selected_by": "validation", "selection": {"val_accuracy": 0.9311,
+                                                                                    "run_best_cycle": 2},
+        "macro_f1": 0.9123, "macro_f1_ci95": [0.8712, 0.9534], "roc_auc_ci95": [0.9612, 0.9943],
+        "tta": {"mode": "flip", "val_accuracy_without": 0.9211, "val_accuracy": 0.9311,
+                "test_accuracy_without": 0.9911, "test_accuracy": 0.9956},
+        "calibration": {"temperature": 1.2345, "applied": True, "val_ece_before": 0.0521, "val_ece_after": 0.0213,
+                        "test_ece_before": 0.0432, "test_ece_after": 0.0123},
+        "paired_comparison": {"comparable": True, "other_cycle": 1, "difference": 0.1423,
+                              "difference_ci95": [0.1012, 0.1834],
+                              "mcnemar": {"n": 450, "p_value": 0.000123, "only_a_correct": 70, "only_b_correct": 6}},
+        "per_class": {"cat": {"precision": 0.9876, "recall": 0.5, "f1": 0.6639, "support": 3}},
+        "most_confused": [{"true": "cat", "pred": "dog", "count": 3}]})
+    files.write_json(run / "metrics.json", metrics)
+    files.write_json(run / "data_report.json", {
+        "root": "/data", "layout": "presplit", "classes": ["cat", "dog"], "n_images": 41, "seed": 7,
+        "ratios": [0.7, 0.15, 0.15], "counts": {"cat": {"train": 14, "val": 3, "test": 3},
+                                                 "dog": {"train": 13, "val": 4, "test": 4}},
+        "split_totals": {"train": 27, "val": 7, "test": 7}, "skipped": [{"path": "cat/x.jpg", "reason": "zero-byte file"}],
+        "duplicate_groups": [{"kind": "exact"}, {"kind": "near"}], "conflicting_duplicates": [{"kind": "exact"}],
+        "image_sizes": [["28x28", 41]], "fingerprint": "ab" * 32, "leaks": [{"kind": "exact"}],
+        "unlabelled": [{"path": "pred", "images": 5, "reason": "'pred' names images to predict, without labels"}],
+        "notes": [], "explanation": [{"path": "Training", "role": "train",
+                                      "reason": "split folder: 'Training' means train; 2 class folders"}]})
+    files.write_csv(run / "research.csv", pd.DataFrame([
+        {"arch": "resnet50", "family": "ResNet-50", "params_m": 25.557032, "gflops": 8.1812, "latency_ms": 61.23,
+         "image_size": 224, "device": "cpu", "imagenet_top1": 80.858, "batch_size": 8},
+        {"arch": "mobilenet_v3_large", "family": "MobileNetV3", "params_m": 5.483032, "gflops": 0.4345,
+         "latency_ms": 12.1, "image_size": 224, "device": "cpu", "imagenet_top1": 75.274, "batch_size": 8}],
+        columns=RESEARCH_COLUMNS))
+    files.write_json(run / "export" / "parity.json", {"onnx": {
+        "file": "model.onnx", "max_abs_diff": 1.234e-6, "tolerance": 1e-4, "top1_agreement": 0.9978,
+        "accuracy_pytorch": 0.9956, "accuracy_exported": 0.9933, "size_mb": 13.1, "passed": True, "n": 450}})
+    files.write_json(run / "params.json", {"git_commit": "c0ffee1", "versions": {"torch": "2.14.1"},
+                                           "notebooks": {"02_data": {"parameters": {"dataset": "kaggle:o/s"}},
+                                                         "03_train": {"parameters": {"head_epochs": 5, "lr": 0.002}}}})
+    return run
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_every_number_of_a_full_run_reaches_both_reports(lang):
+    _every_artifact()
+    path = report.write_report("full", lang)
+    text = path.read_text()
+    numbers = ["99.56%", "98.10%", "99.88%", "n = 450", "0.9877", "0.9765", "fox", "0.0123",  # final, AUC, ECE
+               "93.11%", "0.9123", "0.8712", "0.9534", "0.9612", "0.9943",  # selection, bootstrap intervals
+               "92.11% → 93.11%", "99.11% → 99.56%", "1.234", "0.0521 → 0.0213", "0.0432 → 0.0123",  # TTA, calibration
+               "+14.23", "+10.12", "+18.34", "p = 0.000123", ": 70", ": 6",  # the paired comparison
+               "0.988", "0.500", "0.664",  # per class
+               "1.2e-06", "99.78%", "99.33%", "13.1",  # export parity
+               "27 / 7 / 7", "`kaggle:o/s`", "ababababababab", "c0ffee1", "25.56", "8.18", "61.2", "в 5.1 раза"
+               if lang == "ru" else "5.1× faster"]
+    for number in numbers:
+        assert number in text, number
+    confused = _table(text, "Истинный класс" if lang == "ru" else "True class")
+    assert confused == [["cat", "dog", "3"]]
+    counts = _table(text, "Класс" if lang == "ru" else "Class")
+    assert counts[1] == ["dog", "13", "4", "4", "21"]
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    words = texts.strings(lang)["report"]
+    assert headings == [f"# {words['title']}", f"## {words['s1']}", f"## {words['s2']}", f"## {words['s3']}",
+                        f"## {words['s4']}", f"### {words['export_title']}", f"## {words['prov']}"]
+    tables = sum(1 for line in text.splitlines() if re.match(r"^\|[:-]+", line))
+    html = (path.parent / "REPORT.html").read_text()
+    assert html.count("<table>") == tables  # every markdown table, the export's |Δp| column included, is a table
+
+
+def test_a_cycle_without_a_validation_figure_says_so():
+    run = _artifacts()
+    cycles = pd.read_csv(run / "cycles.csv")
+    cycles.loc[len(cycles)] = {**cycles.iloc[0].to_dict(), "cycle": 3, "best_epoch": None, "best_val_accuracy": None,
+                               "test_accuracy": None}
+    files.write_csv(run / "cycles.csv", cycles)
+    text = report.render("r", "en")
+    assert "Cycle 1: best epoch 6, validation accuracy 87.11%." in text  # an integer epoch, though the column has a gap
+    assert "Cycle 3: no validation accuracy (no epoch was evaluated)." in text and not re.search(r"\bnan\b", text)
+
+
+def test_an_impossible_paired_comparison_says_why_in_the_reports_language():
+    run = _artifacts()
+    metrics = files.read_json(run / "metrics.json")
+    metrics["paired_comparison"] = {"other_cycle": 1, "comparable": False,
+                                    "reason": "the test split changed between the two evaluations (02 ran again)"}
+    files.write_json(run / "metrics.json", metrics)
+    assert "Парное сравнение с циклом 1 невозможно: тестовая выборка изменилась между двумя оценками" in \
+        report.render("r", "ru")
+    assert "No paired comparison with cycle 1: the test split changed between the two evaluations" in \
+        report.render("r", "en")
+
+
+def test_an_interval_over_groups_is_named_in_the_final_sentence():
+    run = _artifacts()
+    metrics = files.read_json(run / "metrics.json")
+    metrics["intervals"] = {"unit": "group", "n_groups": 37, "why": "duplicates in the test split"}
+    files.write_json(run / "metrics.json", metrics)
+    assert "**99.56%** (95% бутстреп-интервал по 37 группам тестовой выборки: 98.10% – 99.88%" in report.render("r", "ru")
+    assert "**99.56%** (95% bootstrap interval over the test split's 37 groups: 98.10% – 99.88%" in \
+        report.render("r", "en")

@@ -25,7 +25,7 @@ from sklearn.preprocessing import label_binarize
 from helpers.data.dataset import load_split
 from helpers.data.imagecache import load_resized, split_arrays
 from helpers.evaluation import stats
-from helpers.evaluation.gradcam import describe, grad_cam
+from helpers.evaluation.gradcam import grad_cam, location
 from helpers.evaluation.stats import expected_calibration_error, wilson_interval  # noqa: F401  (their home is stats)
 from helpers.evaluation.trained import load_trained, set_temperature
 from helpers.models.inference import TTA_CHOICES, predict_proba, predict_view_probs
@@ -251,7 +251,7 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
     cam_titles = [f"{preds['label'].iloc[i]} → {preds['pred'].iloc[i]}" for i in picks]
     return {"metrics": metrics, "predictions": preds, "curves": curves, "calibration": calibration_table,
             "errors": gallery,
-            "gradcam": ([np.array(images[i]) for i in picks], cams, cam_titles, describe(model, cfg["arch"], size))}
+            "gradcam": ([np.array(images[i]) for i in picks], cams, cam_titles, location(model, cfg["arch"], size))}
 
 
 def _tta_effect(model, norm, images, test_y, val_images, val_y, test_probs, val_probs, device, batch_size,

@@ -218,38 +218,6 @@ def set_aside(folder: Path, record: dict, formats: list[str], with_bundle: bool)
     return aside.relative_to(folder.parent).as_posix()
 
 
-PARITY_TEXT = {
-    "ru": {"title": "Экспортированная модель", "intro": "Экспорт сравнен с моделью PyTorch на тестовой выборке "
-           "(n = {n}); расхождение вероятностей выше допуска — ошибка, а не предупреждение.",
-           "head": ["Формат", "Файл", "Макс. |Δp|", "Допуск", "Совпадение top-1", "Точность PyTorch",
-                    "Точность экспорта", "Размер, МБ", "Паритет"], "yes": "да", "no": "нет — файл не сохранен"},
-    "en": {"title": "Exported model", "intro": "The export was compared with the PyTorch model on the test split "
-           "(n = {n}); a probability difference above the tolerance is an error, not a warning.",
-           "head": ["Format", "File", "Max |Δp|", "Tolerance", "Top-1 agreement", "PyTorch accuracy",
-                    "Exported accuracy", "Size, MB", "Parity"], "yes": "yes", "no": "no — no file kept"},
-}
-
-
-def parity_markdown(run_dir: Path, lang: str = "ru") -> list[str]:
-    """The report's lines about export/parity.json (none when nothing was exported)."""
-    path = Path(run_dir) / "export" / "parity.json"
-    if not path.exists():
-        return []
-    import pandas as pd
-    t = PARITY_TEXT.get(lang, PARITY_TEXT["en"])
-    record = files.read_json(path)
-    if not record:
-        return []
-    rows = [[fmt, f"`{r['file']}`", f"{r['max_abs_diff']:.1e}", f"{r['tolerance']:g}",
-             f"{100 * r['top1_agreement']:.2f}%", f"{100 * r.get('accuracy_pytorch', float('nan')):.2f}%",
-             f"{100 * r.get('accuracy_exported', float('nan')):.2f}%", r.get("size_mb", ""),
-             t["yes"] if r.get("passed") else t["no"]]
-            for fmt, r in sorted(record.items())]
-    n = max(r["n"] for r in record.values())
-    return [f"### {t['title']}", "", t["intro"].format(n=n), "",
-            pd.DataFrame(rows, columns=t["head"]).to_markdown(index=False), ""]
-
-
 def describe(result: dict) -> str:
     """One line of parity figures."""
     line = (f"{result['format']}: max |Δp| {result['max_abs_diff']:.2e} (tolerance {result['tolerance']:g}), "

@@ -55,10 +55,17 @@ def target_layer(model: nn.Module, arch: str, size: int) -> tuple[str, nn.Module
     return name, dict(blocks(model, arch))[name], grids[name]
 
 
+def location(model: nn.Module, arch: str, size: int) -> dict:
+    """Where the heatmaps are taken: the layer's name, its stride, its grid of cells and the input size."""
+    name, _, (h, w) = target_layer(model, arch, size)
+    return {"layer": name, "stride": STRIDE, "rows": h, "cols": w, "size": size}
+
+
 def describe(model: nn.Module, arch: str, size: int) -> str:
     """Where the heatmaps are taken, in words: layer, grid and input size (for a figure's legend)."""
-    name, _, (h, w) = target_layer(model, arch, size)
-    return f"layer {name} (end of the stride-{STRIDE} stage, {h}×{w} cells) at the {size} px network input"
+    at = location(model, arch, size)
+    return (f"layer {at['layer']} (end of the stride-{at['stride']} stage, {at['rows']}×{at['cols']} cells) "
+            f"at the {at['size']} px network input")
 
 
 def grad_cam(model: nn.Module, arch: str, x: torch.Tensor, classes: list[int] | None = None,

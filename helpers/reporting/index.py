@@ -12,37 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.reporting.html import to_html
+from helpers.reporting.texts import check_lang, fill, strings
 from helpers.utils import files, paths
 
 FIGURE = "index_runs.png"
-
-TEXT = {
-    "ru": {
-        "title": "Все запуски", "runs": "Запуски", "cycles": "Циклы обучения", "figure": "Сравнение циклов",
-        "intro": "Каждый запуск из `runs/` рядом с остальными; числа прочитаны из его `cycles.csv` и `metrics.json`. "
-                 "Таблица пересобирается после каждого запуска.",
-        "none": "Запусков пока нет.",
-        "run_cols": ["Запуск", "Набор данных", "Архитектура", "Размер входа, px", "Циклов", "Устройства",
-                     "Лучшая точность на валидации, %", "Точность на тесте, %", "95% интервал, %",
-                     "Время обучения, мин", "Последний цикл", "Отчет"],
-        "cycle_cols": ["Запуск", "Цикл", "Устройство", "Имя устройства", "Архитектура", "Размер входа, px",
-                       "Эпох", "Размер батча", "Лучшая точность на валидации, %", "Точность на тесте, %",
-                       "Время обучения, с"],
-        "report": "отчет",
-    },
-    "en": {
-        "title": "All runs", "runs": "Runs", "cycles": "Training cycles", "figure": "Cycles compared",
-        "intro": "Every run under `runs/` beside the others; the numbers are read from its `cycles.csv` and "
-                 "`metrics.json`. Rebuilt after every run.",
-        "none": "No runs yet.",
-        "run_cols": ["Run", "Dataset", "Architecture", "Input size, px", "Cycles", "Devices",
-                     "Best validation accuracy, %", "Test accuracy, %", "95% interval, %",
-                     "Training time, min", "Last cycle", "Report"],
-        "cycle_cols": ["Run", "Cycle", "Device", "Device name", "Architecture", "Input size, px", "Epochs",
-                       "Batch size", "Best validation accuracy, %", "Test accuracy, %", "Training time, s"],
-        "report": "report",
-    },
-}
 
 
 def _read_cycles(run: Path) -> pd.DataFrame:
@@ -114,12 +87,8 @@ def _when(text: str) -> str:
         return str(text) or "—"
 
 
-def render(runs: pd.DataFrame, cycles: pd.DataFrame, lang: str = "ru", report_name: str = "REPORT.md") -> str:
-    """The markdown of the index; report links point at `<run_id>/<report_name>`."""
-    t = TEXT[lang]
-    lines = [f"# {t['title']}", "", t["intro"], ""]
-    if not len(runs):
-        return "\n".join(lines + [t["none"], ""])
+def _runs_table(runs: pd.DataFrame, t: dict, report_name: str) -> str:
+    """One row per run, as markdown; report links point at `<run_id>/<report_name>`."""
     table = pd.DataFrame([[
         f"`{r['run_id']}`", f"`{r['dataset']}`", r["arch"] or "—", r["image_size"] or "—", r["cycles"],
         r["devices"] or "—", _pct(r["best_val_accuracy"]),
@@ -128,38 +97,47 @@ def render(runs: pd.DataFrame, cycles: pd.DataFrame, lang: str = "ru", report_na
         "—" if pd.isna(r["seconds"]) else f"{r['seconds'] / 60:.1f}", _when(r["last_started"]),
         f"[{t['report']}]({r['run_id']}/{report_name})" if r["report"] else "—"]
         for _, r in runs.iterrows()], columns=t["run_cols"])
-    lines += [f"## {t['runs']}", "", table.to_markdown(index=False, disable_numparse=True), ""]
-    if len(cycles):
-        per_cycle = pd.DataFrame([[
-            f"`{c['run_id']}`", c["cycle"], c["device"], c["device_name"], c["arch"],
-            "—" if pd.isna(c["image_size"]) else int(c["image_size"]),
-            "—" if pd.isna(c["epochs"]) else int(c["epochs"]),
-            "—" if pd.isna(c["batch_size"]) else int(c["batch_size"]),
-            _pct(c["best_val_accuracy"]), _pct(c["test_accuracy"]),
-            "—" if pd.isna(c["seconds"]) else f"{float(c['seconds']):.0f}"]
-            for _, c in cycles.iterrows()], columns=t["cycle_cols"])
-        lines += [f"## {t['cycles']}", "", per_cycle.to_markdown(index=False, disable_numparse=True), "",
-                  f"**{t['figure']}**", "", f"![{t['figure']}]({FIGURE})", ""]
-    return "\n".join(lines)
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def _whole(x) -> str:
+    """An integer cell, or a dash."""
+    return "—" if pd.isna(x) else str(int(x))
+
+
+def _cycles_table(cycles: pd.DataFrame, t: dict) -> str:
+    """One row per training cycle of every run, as markdown."""
+    table = pd.DataFrame([[
+        f"`{c['run_id']}`", c["cycle"], c["device"], c["device_name"], c["arch"], _whole(c["image_size"]),
+        _whole(c["epochs"]), _whole(c["batch_size"]), _pct(c["best_val_accuracy"]), _pct(c["test_accuracy"]),
+        "—" if pd.isna(c["seconds"]) else f"{float(c['seconds']):.0f}"]
+        for _, c in cycles.iterrows()], columns=t["cycle_cols"])
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def render(runs: pd.DataFrame, cycles: pd.DataFrame, lang: str = "ru", report_name: str = "REPORT.md") -> str:
+    """The markdown of the index (templates/INDEX.md.j2); report links point at `<run_id>/<report_name>`."""
+    t = strings(lang)["index"]
+    return fill("INDEX.md.j2", t=t, figure=FIGURE, runs=_runs_table(runs, t, report_name) if len(runs) else "",
+                cycles=_cycles_table(cycles, t) if len(cycles) else "")
 
 
 def write_index(lang: str = "ru") -> Path:
     """Rebuild reports/index.md, index.html and the comparison figure from every run; return index.md."""
     import matplotlib.pyplot as plt
 
-    from helpers.reporting import plots
-    if lang not in TEXT:
-        raise ValueError(f"lang={lang!r}: use ru or en.")
+    from helpers.reporting import plots  # matplotlib: only when the index is written
+    check_lang(lang)
     out = paths.home() / "reports"
     out.mkdir(parents=True, exist_ok=True)
     runs, cycles = collect()
     if len(cycles):
-        fig = plots.runs_comparison(cycles)
+        fig = plots.runs_comparison(cycles, lang)
         files.save_figure(fig, out / FIGURE)
         plt.close(fig)  # built inside 04 too: it must not show up there as a stray figure
     path = out / "index.md"
     files.write_text(path, render(runs, cycles, lang))
-    html = to_html(render(runs, cycles, lang, "REPORT.html"), out, TEXT[lang]["title"], lang)
+    html = to_html(render(runs, cycles, lang, "REPORT.html"), out, strings(lang)["index"]["title"], lang)
     files.write_text(out / "index.html", html)
     return path
 
@@ -168,5 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     """python -m helpers.index [ru|en]: rebuild reports/index.md and index.html."""
     import sys
     args = sys.argv[1:] if argv is None else argv
-    print(write_index(*(args[:1] or ["ru"])).relative_to(paths.home()))
+    try:
+        path = write_index(*(args[:1] or ["ru"]))
+    except ValueError as exc:  # an unknown language: one sentence, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path.relative_to(paths.home()))
     return 0
