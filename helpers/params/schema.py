@@ -168,7 +168,8 @@ SCHEMA: list[Param] = [
       minimum=0, check=_check_image_size),
     P("device", str, "auto", ("01_research", "03_train", "04_evaluate", "05_predict"), "where the network runs",
       check=_check_device, values="`auto`, `cpu`, `cuda`, `cuda:N`, `mps`"),
-    P("lang", str, "ru", ("01_research", "04_evaluate"), "language of the report and the study's tables",
+    P("lang", str, "ru", ("01_research", "02_data", "03_train", "04_evaluate"),
+      "language of the report, the study's tables and the figures",
       choices=("ru", "en")),
     P("seed", int, 42, ("01_research", "02_data", "03_train"), "seed of the split and of training"),
     # 02: the data
