@@ -149,3 +149,22 @@ def test_the_strings_file_ships_with_the_package():
     folder = PROJECT_ROOT / "helpers" / "reporting"
     assert {p.relative_to(folder).as_posix() for pattern in shipped for p in folder.glob(pattern)} >= \
         {"strings.yaml", "templates/REPORT.md.j2", "templates/INDEX.md.j2"}
+
+
+def test_group_leaks_moved_groups_and_blank_labels_are_russian_too(tmp_path):
+    from .test_data import _ham_with_given_split
+    root = _ham_with_given_split(tmp_path / "ham")
+    reasons = texts.strings("ru")["phrases"]["reasons"]
+    frame, found = data.prepare_split(root, keep_given_split=True, group_column="lesion_id")
+    data.save_split(paths.run_dir("patients"), frame, found)
+    assert "**Утечка:** 2 групп(ы) по `lesion_id` (пациент, очаг)" in report.render("patients", "ru")
+    _, moved = data.prepare_split(root, keep_given_split=True, group_column="lesion_id", move_leaks=True)
+    assert moved["notes"] and all(not texts.untranslated(n, reasons, "ru") for n in moved["notes"])
+    csv = root / "HAM10000_metadata.csv"
+    rows = csv.read_text().splitlines()
+    rows[1] = ",".join(cell if i != 2 else "" for i, cell in enumerate(rows[1].split(",")))  # a blank dx
+    csv.write_text("\n".join(rows) + "\n")
+    _, blank = data.prepare_split(root, group_column="lesion_id")
+    written = [u["reason"] for u in blank["unlabelled"]] + [r["reason"] for r in blank["explanation"]]
+    assert any("is blank" in w for w in written)
+    assert not {c for w in written for c in texts.untranslated(w, reasons, "ru")}
