@@ -244,3 +244,19 @@ def test_an_interval_over_groups_is_named_in_the_final_sentence():
     assert "**99.56%** (95% бутстреп-интервал по 37 группам тестовой выборки: 98.10% – 99.88%" in report.render("r", "ru")
     assert "**99.56%** (95% bootstrap interval over the test split's 37 groups: 98.10% – 99.88%" in \
         report.render("r", "en")
+
+
+def test_a_test_split_of_one_class_says_why_there_is_no_roc_in_both_languages():
+    from helpers.evaluation import evaluate
+    from helpers.reporting import plots
+    run = _artifacts()
+    curves = evaluate.roc_curves(["cat"] * 3, [[0.9, 0.1]] * 3, ["cat", "dog"])
+    metrics = files.read_json(run / "metrics.json")
+    metrics.update({"roc_auc": None, "roc_skipped_classes": curves["skipped"], "roc_note": curves["why"],
+                    "n_test": 3})
+    files.write_json(run / "metrics.json", metrics)
+    assert "ROC не построена: в тестовой выборке только класс cat (3 изобр.)" in report.render("r", "ru")
+    assert "No ROC: the test split holds only class cat (3 image(s))" in report.render("r", "en")
+    ru, en = plots.roc_figure(curves, "ru"), plots.roc_figure(curves, "en")
+    assert ru.axes[0].texts[0].get_text().replace("\n", " ").startswith("ROC не построена: в тестовой выборке только")
+    assert en.axes[0].texts[0].get_text().replace("\n", " ").startswith("no ROC: the test split holds only class")
