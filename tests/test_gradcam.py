@@ -33,12 +33,17 @@ def _centre_x(cam: np.ndarray) -> float:
 
 @pytest.mark.parametrize("arch", ["efficientnet-lite0", "mobilenet_v3_small", "resnet50"])
 def test_heatmaps_have_image_shape_unit_peak_and_leave_the_model_as_it_was(arch):
-    model = build_model(arch, 3, "none").train()
+    torch.manual_seed(0)  # the new head's initialisation decides which class is "predicted" on noise
+    # Lite0's ImageNet weights ship offline, so its maps come from the pretrained features Grad-CAM is used on.
+    model = build_model(arch, 3, "imagenet" if arch == "efficientnet-lite0" else "none").train()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     cams = gradcam.grad_cam(model, arch, x)
     assert cams.shape == (2, 64, 64) and cams.dtype == np.float32 and np.isfinite(cams).all()
-    assert cams.min() >= 0 and np.allclose(cams.reshape(2, -1).max(1), 1.0)  # each map scaled to its own peak
-    assert (cams.reshape(2, -1).std(1) > 0.01).all()  # a map, not a constant
+    peaks, spread = cams.reshape(2, -1).max(1), cams.reshape(2, -1).std(1)
+    # Each map is scaled to its own peak; on an untrained network and noise a class can have no positive evidence
+    # anywhere, and then its map is zero everywhere (Grad-CAM's ReLU), never a constant above zero.
+    assert cams.min() >= 0 and all(np.isclose(p, 1.0) and s > 0.01 or p == 0 for p, s in zip(peaks, spread))
+    assert np.isclose(peaks, 1.0).any()
     assert model.training  # train mode restored
     assert not any(m._forward_hooks for m in model.modules())  # no hook left behind
 
