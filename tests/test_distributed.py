@@ -228,3 +228,61 @@ def test_one_process_keeps_its_model_and_batchnorm():
     assert distributed.sync_batchnorm(model, torch.device("cuda"), freeze_bn=False) is model  # world of one
     assert (distributed.world_size(), distributed.rank(), distributed.is_main()) == (1, 0, True)
     assert distributed.all_reduce_sums([1, 2.5], torch.device("cpu")) == [1.0, 2.5]
+
+
+@pytest.mark.e2e
+def test_the_head_stage_under_two_processes_matches_one_at_the_same_global_batch():
+    """Every process runs the whole head stage: its schedule must count its real steps (none at rate 0)."""
+    for run_id in ("head2", "head1"):
+        make_run(run_id)
+    stages = dict(head_epochs=3, epochs=1)
+    distributed.launch(context("head2", batch_size=4, devices="2", **stages), echo=lambda line: None)
+    one_process("head1", batch_size=8, **stages)  # the same global batch in one process
+    two, one = history("head2"), history("head1")
+    assert two["stage"].tolist() == one["stage"].tolist() == ["head"] * 3 + ["full"]
+    assert two["lr"].tolist() == one["lr"].tolist()  # the same schedule, step for step
+    for col in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(two[col], one[col], rtol=LOSS_RTOL, err_msg=col)
+    assert weight_difference("head2", "head1") < WEIGHT_TOLERANCE
+
+
+RECORD_DRAWS = '''
+import json, os, sys
+import torch
+from helpers.training import batches
+from helpers.training.cli import main
+
+draws, real = [], batches.make_transform
+
+
+def recording(augment, size):
+    transform = real(augment, size)
+
+    def apply(x):
+        draws.append(float(torch.rand(())))  # what a random flip or crop draws from, per image
+        return transform(x)
+    return apply
+
+
+batches.make_transform = recording
+try:
+    main(sys.argv[1:])
+finally:
+    with open(os.path.join(os.environ["DRAWS_DIR"], f"rank{os.environ['RANK']}.json"), "w") as f:
+        json.dump(draws, f)
+'''
+
+
+@pytest.mark.e2e
+def test_each_process_draws_its_own_augmentation_stream(tmp_path, monkeypatch):
+    make_run("streams")
+    script = tmp_path / "record_draws.py"
+    script.write_text(RECORD_DRAWS)
+    monkeypatch.setenv("DRAWS_DIR", str(tmp_path))
+    distributed.launch(context("streams", batch_size=4, devices="2", head_epochs=0, epochs=2, augment="flip",
+                               freeze_early=False),  # the transform path (cached early outputs draw alike)
+                       echo=lambda line: None, script=str(script))
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert len(rank0) == len(rank1) == 16  # 8 images per process and epoch, two epochs
+    assert rank0 != rank1  # not the same flips of different images
+    assert rank0[:8] != rank0[8:]  # and a new stream every epoch

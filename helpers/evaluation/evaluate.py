@@ -26,6 +26,7 @@ from helpers.data.dataset import load_split
 from helpers.data.imagecache import load_resized, split_arrays
 from helpers.evaluation import stats
 from helpers.evaluation.gradcam import grad_cam, location
+from helpers.evaluation.groups import interval_unit, test_groups
 from helpers.evaluation.stats import expected_calibration_error, wilson_interval  # noqa: F401  (their home is stats)
 from helpers.evaluation.trained import load_trained, set_temperature
 from helpers.models.inference import TTA_CHOICES, predict_proba, predict_view_probs
@@ -98,30 +99,6 @@ def no_roc_reason(present: list[str], n: int) -> str:
     held = f"only class {present[0]!r}" if present else "no image"
     return (f"no ROC: the test split holds {held} ({n} image(s)), and a ROC needs images of a class and of "
             "the others; the accuracy and the per-class figures stand.")
-
-
-def test_groups(paths: list[str], report: dict) -> np.ndarray | None:
-    """One group id per test image from the data report (duplicates; `group_column` values), or None when every
-    test image is its own group."""
-    index = {p: i for i, p in enumerate(paths)}
-    ids = np.arange(len(paths))
-    listed = report.get("multi_image_groups") or [g["paths"] for g in report.get("duplicate_groups", [])]
-    joined = False
-    for members in listed:
-        inside = [index[p] for p in members if p in index]
-        if len(inside) > 1:
-            ids[inside] = inside[0]
-            joined = True
-    return ids if joined else None
-
-
-def interval_unit(groups: np.ndarray | None, n: int) -> dict:
-    """What the intervals resample, for metrics.json and the report."""
-    if groups is None:
-        return {"unit": "image", "n_images": n}
-    return {"unit": "group", "n_images": n, "n_groups": int(len(np.unique(groups))),
-            "why": "the test split holds groups (duplicates, or images sharing a group_column value) whose images "
-                   "are not independent, so whole groups are resampled"}
 
 
 def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None = None,

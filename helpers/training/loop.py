@@ -15,6 +15,7 @@ from helpers.training import distributed, frozen
 from helpers.training.batches import loader_workers, train_loader
 from helpers.training.config import TrainConfig, TrainError
 from helpers.training.optim import set_bn_eval
+from helpers.training.randomness import rank_generator, seed_rank_epoch
 from helpers.training.state import Cycle
 from helpers.utils.progress import bar as progress_bar
 
@@ -25,13 +26,19 @@ HEAD_DROPOUT = 0.2
 
 def fit_epoch(c: Cycle, epoch: int, train_images, train_labels: list[int]) -> tuple[float, float, float]:
     """One training epoch of the cycle's current stage: loss, accuracy, learning rate at its end."""
-    if c.stage == "head":
+    if c.stage == "head":  # every process runs the whole head stage, in global batches (stages.stage_steps)
         return train_head_epoch(c.model, c.cfg, c.feats[0], torch.as_tensor(train_labels), c.optimizer,
-                                c.scheduler, c.criterion, c.generator, c.device)
+                                c.scheduler, c.criterion, c.generator, c.device,
+                                c.cfg.batch_size * distributed.world_size())
+    if distributed.world_size() > 1:  # each process augments (and drops out) with its own random stream
+        seed_rank_epoch(c.cfg.seed + c.number, epoch, distributed.rank())
     cached = c.early is not None and c.early.cached
     if c.loader is None:
         dataset = frozen.EarlyFeatureSet(c.early.train, train_labels, c.early.mirrored) if cached else None
-        c.loader = train_loader(c.cfg, train_images, train_labels, c.device, c.generator, c.cfg.seed + c.number,
+        # Data-parallel: the loader's workers are seeded from this process's own generator, not rank 0's.
+        generator = c.generator if distributed.world_size() == 1 else \
+            rank_generator(c.cfg.seed + c.number, c.state["epoch"], distributed.rank())
+        c.loader = train_loader(c.cfg, train_images, train_labels, c.device, generator, c.cfg.seed + c.number,
                                 dataset)
     c.loader.sampler.set_epoch(epoch)  # a new order every epoch, the same on every rank and on resume
     norm = nn.Identity() if cached else c.norm  # cached early output is already past the normalisation
@@ -41,13 +48,15 @@ def fit_epoch(c: Cycle, epoch: int, train_images, train_labels: list[int]) -> tu
     return loss, acc, lr
 
 
-def train_head_epoch(model, cfg: TrainConfig, feats, labels, optimizer, scheduler, criterion, generator, device):
-    """One epoch of the head on cached backbone features."""
+def train_head_epoch(model, cfg: TrainConfig, feats, labels, optimizer, scheduler, criterion, generator, device,
+                     batch_size: int | None = None):
+    """One epoch of the head on cached backbone features, in batches of `batch_size` (default cfg.batch_size)."""
     head = head_of(model, cfg.arch).train()
     order = torch.randperm(len(labels), generator=generator)
     total_loss, correct = 0.0, 0
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
+    step = batch_size or cfg.batch_size
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
         x, y = feats[idx.to(feats.device)], labels[idx].to(device)
         x = nn.functional.dropout(x, p=HEAD_DROPOUT, training=True)
         logits = head(x)

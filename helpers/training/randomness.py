@@ -29,6 +29,30 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     return g
 
 
+def rank_seed(seed: int, epoch: int, rank: int) -> int:
+    """A seed of its own for each (cycle seed, epoch, process rank): the same on a resume, distinct between ranks."""
+    return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101 + 1) % 2**63
+
+
+def seed_rank_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed this process's global streams (python, numpy, torch) for one data-parallel epoch of the network.
+
+    Without it every process draws rank 0's numbers: the same flips and crops of different images, the same
+    dropout masks. Seeded per epoch, a resumed epoch draws what the interrupted one drew.
+    """
+    value = rank_seed(seed, epoch, rank)
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def rank_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The generator a data-parallel process's DataLoader seeds its workers from."""
+    g = torch.Generator()
+    g.manual_seed(rank_seed(seed, epoch, rank) ^ 0x5DEECE66D)
+    return g
+
+
 def rng_state() -> dict:
     """Torch RNG states, so a resumed cycle draws the same numbers."""
     state = {"torch": torch.get_rng_state()}

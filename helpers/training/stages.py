@@ -29,8 +29,7 @@ def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images) ->
         return
     c.stage = stage
     cfg, head_only = c.cfg, stage == "head"
-    # Each of N processes sees a 1/N share of the images per epoch (DistributedSampler).
-    steps_per_epoch = max(1, math.ceil(math.ceil(n_train / distributed.world_size()) / cfg.batch_size))
+    steps_per_epoch = stage_steps(stage, n_train, cfg.batch_size)
     set_trainable(c.model, cfg.arch, stage, cfg.unfreeze)
     if cfg.freeze_early and c.early is None:
         c.early = frozen_early(c, train_images, val_images)
@@ -50,6 +49,19 @@ def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images) ->
         c.scheduler.load_state_dict(c.resume["scheduler"])
     if head_only and c.feats is None:
         c.feats = head_features(c, train_images, val_images)
+
+
+def stage_steps(stage: str, n_train: int, batch_size: int) -> int:
+    """Optimizer steps per epoch of a stage, on every process.
+
+    The network stage: each of N processes steps through its 1/N share (DistributedSampler) in batches of
+    `batch_size`. The head stage: every process runs the whole of it on all the cached features, in global
+    batches of N × batch_size, so its schedule, steps and head equal one process's at the same global batch.
+    """
+    world = distributed.world_size()
+    if stage == "head":
+        return max(1, math.ceil(n_train / (batch_size * world)))
+    return max(1, math.ceil(math.ceil(n_train / world) / batch_size))
 
 
 def head_features(c: Cycle, train_images, val_images) -> tuple[torch.Tensor, torch.Tensor]:
