@@ -81,7 +81,7 @@ def test_the_data_report_records_what_shaped_the_split(tmp_path):
     root = SHAPES["metadata_groups"].build(tmp_path / "ham")
     _, report = data.prepare_split(root, seed=7, ratios=(0.6, 0.2, 0.2), group_column="lesion_id")
     assert report["split_parameters"] == {"layout": "auto", "label_column": "", "path_column": "",
-                                          "group_column": "lesion_id", "keep_given_split": False, "seed": 7,
+                                          "group_column": "lesion_id", "keep_given_split": False, "move_leaks": False, "seed": 7,
                                           "ratios": [0.6, 0.2, 0.2]}
 
 
