@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.params.schema import DEFAULT_RESEARCH_ARCHS, parse_list
-from helpers.research import measure
+from helpers.research import disturbance, measure, stepmemory
 from helpers.research import study as research
 
 CPU = torch.device("cpu")
@@ -36,11 +36,11 @@ def test_every_architecture_is_measured_at_its_native_size_by_default():
 
 def test_a_slow_run_is_timed_once_and_a_fast_one_repeatedly():
     calls = []
-    seconds, runs = measure.timed(lambda: (calls.append(1), time.sleep(0.06)), CPU, repeats=5, budget_s=0.05)
-    assert runs == 1 and len(calls) == 1 and seconds >= 0.06  # its warm-up run is the figure
+    seconds, runs, spread = measure.timed(lambda: (calls.append(1), time.sleep(0.06)), CPU, repeats=5, budget_s=0.05)
+    assert runs == 1 and len(calls) == 1 and seconds >= 0.06 and spread is None  # its warm-up run is the figure
     calls.clear()
-    seconds, runs = measure.timed(lambda: calls.append(1), CPU, repeats=4, budget_s=1.0)
-    assert runs == 4 and len(calls) == 5  # a warm-up, then four timed runs
+    seconds, runs, spread = measure.timed(lambda: calls.append(1), CPU, repeats=4, budget_s=1.0)
+    assert runs == 4 and len(calls) == 5 and spread >= 1  # a warm-up, then four timed runs
 
 
 @pytest.mark.integration
@@ -70,6 +70,8 @@ def test_a_failed_measurement_names_the_architecture():
 
 @pytest.mark.integration
 def test_study_states_sizes_checks_memory_at_the_native_size_and_reuses_on_the_same_machine(monkeypatch):
+    for bound in ("SPREAD_BOUND", "LOAD_BOUND", "FLOPS_RATIO"):  # reuse is the point here, on a machine maybe busy
+        monkeypatch.setattr(disturbance, bound, float("inf"))
     archs = ["efficientnet-lite0", "mobilenet_v3_small"]
     table, memory = research.study(archs, 64, CPU, 2, repeats=1, memory_batches=[2, 3], progress=False)
     assert list(table.columns) == research.RESEARCH_COLUMNS and table["image_size"].tolist() == [64, 64]
@@ -127,3 +129,85 @@ def test_memory_batches_parameter_names_a_bad_value():
     with pytest.raises(ParameterError, match=r"research_memory_batches has \['x'\]"):
         check("research_memory_batches", "8,x")
     assert check("research_memory_batches", "") == "" and check("research_memory_batches", "8, 16") == "8, 16"
+
+
+class FakeMeasurer:
+    """Answers Measurer requests from a script: per arch, the timings of each successive measurement."""
+
+    def __init__(self, script: dict[str, list[dict]], memory_mb=lambda batch: 500.0 + 600.0 * batch):
+        self.script, self.memory_mb, self.asked = script, memory_mb, []
+
+    def run(self, request: dict) -> dict:
+        self.asked.append((request["kind"], request["arch"], request["batch_size"]))
+        base = {"arch": request["arch"], "image_size": request["image_size"], "batch_size": request["batch_size"],
+                "device": "cpu", "mem_measure": measure.CPU_MEMORY}
+        if request["kind"] == "memory":
+            return base | {"peak_mem_mb": self.memory_mb(request["batch_size"]), "step_seconds": 1.0}
+        times = [r for r in self.asked if r[:2] == ("row", request["arch"])]
+        timing = self.script[request["arch"]][min(len(times), len(self.script[request["arch"]])) - 1]
+        family = "EfficientNet" if request["arch"].startswith("efficientnet") else "MobileNetV3"
+        return base | {"family": family, "params_m": 1.0, "head_params": 10, "peak_mem_mb": self.memory_mb(8),
+                       "imagenet_top1": 70.0, "source": "test", "native_size": request["image_size"],
+                       "latency_runs": 5, "throughput_runs": 5, "train_runs": 3, "latency_spread": 1.1,
+                       "throughput_spread": 1.1, "train_spread": 1.1, "others_cores": 0.0} | timing
+
+
+def _fake_study(monkeypatch, script, archs, **kwargs):
+    fake = FakeMeasurer(script, **kwargs.pop("memory", {}))
+    monkeypatch.setattr(measure.Measurer, "run", lambda self, request: fake.run(request))
+    table, memory = research.study(archs, 0, CPU, 8, repeats=5, reuse=False, progress=False, **kwargs)
+    return table.set_index("arch"), memory, fake
+
+
+STEADY = {"gflops": 0.4, "latency_ms": 10.0, "throughput_ips": 100.0, "train_ips": 20.0}
+
+
+def test_disturbed_repeats_are_measured_again_once_and_marked_only_if_they_stay_disturbed(monkeypatch):
+    script = {"mobilenet_v3_small": [STEADY | {"latency_spread": 2.4}, STEADY],  # calm on the second look
+              "mobilenet_v3_large": [STEADY | {"train_spread": 1.9}, STEADY | {"train_spread": 1.7}],
+              "efficientnet-lite0": [STEADY | {"others_cores": 0.9}, STEADY | {"others_cores": 0.8}]}
+    table, _, fake = _fake_study(monkeypatch, script, list(script), memory_batches=[])
+    assert [a for k, a, _ in fake.asked].count("mobilenet_v3_small") == 2  # measured again once, not more
+    assert [a for k, a, _ in fake.asked].count("mobilenet_v3_large") == 2
+    small, large, lite = table.loc["mobilenet_v3_small"], table.loc["mobilenet_v3_large"], table.loc["efficientnet-lite0"]
+    assert small["remeasured"] and not small["disturbed"] and small["latency_spread"] == 1.1
+    assert large["remeasured"] and large["disturbed"] and large["disturbed_by"] == "spread:train=1.70"
+    assert lite["disturbed"] and lite["disturbed_by"] == "load:0.80"
+    assert disturbance.SPREAD_BOUND == 1.5 and disturbance.LOAD_BOUND == 0.25
+
+
+def test_a_row_slower_than_its_family_with_twice_the_flops_is_measured_again(monkeypatch):
+    script = {"efficientnet-lite0": [STEADY | {"gflops": 0.8, "latency_ms": 60.0}] * 2,  # slower than B2, stays so
+              "efficientnet-b0": [STEADY | {"gflops": 0.8, "latency_ms": 70.0}, STEADY | {"gflops": 0.8}],
+              "efficientnet-b2": [STEADY | {"gflops": 2.0, "latency_ms": 50.0}],
+              "mobilenet_v3_small": [STEADY | {"gflops": 0.1, "latency_ms": 80.0}]}  # another family: not compared
+    table, _, fake = _fake_study(monkeypatch, script, list(script), memory_batches=[])
+    assert table.loc["efficientnet-lite0", "disturbed_by"] == "order:latency<efficientnet-b2"
+    assert table.loc["efficientnet-b0", "remeasured"] and not table.loc["efficientnet-b0", "disturbed"]
+    assert not table.loc["efficientnet-b2", "remeasured"] and not table.loc["mobilenet_v3_small", "remeasured"]
+    # steady figures of the defaults, measured on 2 cores: EfficientNet's times follow its FLOPs well within 2x
+    quiet = {"efficientnet-lite0": (0.8, 19.6), "efficientnet-b0": (0.78, 33.4), "efficientnet-b1": (1.4, 44.1),
+             "efficientnet-b2": (2.0, 77.5), "efficientnet-b3": (3.7, 115.5), "efficientnet-b4": (8.8, 189.7)}
+    rows = [{"arch": a, "family": "EfficientNet", "device": "cpu", "gflops": g, "latency_ms": ms}
+            for a, (g, ms) in quiet.items()]
+    assert not any(disturbance.signs(r, rows) for r in rows)
+
+
+def test_a_slow_batch_is_extrapolated_on_a_line_through_measured_ones(monkeypatch):
+    slow = STEADY | {"gflops": 8.8, "train_ips": 0.8}  # a step of batch 16 would take 20 s
+    table, memory, fake = _fake_study(monkeypatch, {"efficientnet-b4": [slow]}, ["efficientnet-b4"],
+                                      memory_batches=[8, 16])
+    assert ("memory", "efficientnet-b4", 2) in fake.asked and ("memory", "efficientnet-b4", 16) not in fake.asked
+    assert memory["batch_size"].tolist() == [8, 16] and memory["how"].tolist() == ["measured", "extrapolated"]
+    assert memory.loc[1, "peak_mem_mb"] == pytest.approx(500.0 + 600.0 * 16) and memory.loc[1, "fit_batches"] == "2,8"
+    assert pd.isna(memory.loc[1, "step_seconds"])
+    # near the 8 GB line the verdict hangs on the figure: it is measured, not read off the line
+    near = lambda batch: 500.0 + 480.0 * batch if batch != 16 else 8000.0  # noqa: E731  the line says 8 180 MB
+    _, memory, fake = _fake_study(monkeypatch, {"efficientnet-b4": [slow]}, ["efficientnet-b4"],
+                                  memory_batches=[8, 16], memory={"memory_mb": near})
+    assert ("memory", "efficientnet-b4", 16) in fake.asked and memory["how"].tolist() == ["measured", "measured"]
+    assert memory.loc[1, "peak_mem_mb"] == 8000.0
+    fast = STEADY | {"gflops": 8.8, "train_ips": 20.0}  # quick steps (a GPU): every batch measured directly
+    _, memory, fake = _fake_study(monkeypatch, {"efficientnet-b4": [fast]}, ["efficientnet-b4"],
+                                  memory_batches=[8, 16, 32])
+    assert memory["how"].tolist() == ["measured"] * 3 and ("memory", "efficientnet-b4", 2) not in fake.asked

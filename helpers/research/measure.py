@@ -23,14 +23,14 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 
-from helpers.utils import files, paths
+from helpers.utils import cpuload, files, paths
 
 # Bump when what a measurement does changes: cached figures of another version are never reused.
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 # A measurement is timed up to `repeats` times after a warm-up run, but within about this many seconds:
 # a network whose one run takes longer is timed fewer times, down to its single (warm-up) run.
 RUN_BUDGET_S = 2.0
@@ -103,22 +103,35 @@ def _once(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+class Timing(NamedTuple):
+    """One figure's timing: the median seconds, how many runs it is the median of, and their spread."""
+
+    seconds: float
+    runs: int
+    spread: float | None  # slowest run / fastest run; None for a single run
+
+
+def _timing(runs: list[float]) -> Timing:
+    spread = max(runs) / max(min(runs), 1e-9) if len(runs) > 1 else None
+    return Timing(statistics.median(runs), len(runs), round(spread, 3) if spread else None)
+
+
 def timed(fn: Callable[[], Any], device: torch.device, repeats: int, budget_s: float = RUN_BUDGET_S,
-          warm: bool = False) -> tuple[float, int]:
-    """(median seconds, timed runs): a warm-up run, then up to `repeats` runs within about `budget_s`.
+          warm: bool = False) -> Timing:
+    """A warm-up run, then up to `repeats` timed runs within about `budget_s`: their median, count and spread.
 
     A warm-up run slower than the budget is itself the one timed run; `warm=True` says the network has
     already run this exact call (no warm-up needed).
     """
     if warm:
         first = _once(fn, device)
-        runs = [first] + [_once(fn, device) for _ in range(min(repeats, int(budget_s / max(first, 1e-6))) - 1)]
-        return statistics.median(runs), len(runs)
+        more = min(repeats, int(budget_s / max(first, 1e-6))) - 1
+        return _timing([first] + [_once(fn, device) for _ in range(more)])
     first = _once(fn, device)
     if first >= budget_s:
-        return first, 1
+        return _timing([first])
     n = max(1, min(repeats, int(budget_s / max(first, 1e-6))))
-    return statistics.median(_once(fn, device) for _ in range(n)), n
+    return _timing([_once(fn, device) for _ in range(n)])
 
 
 def _train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -144,7 +157,7 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
         published_top1,
     )
     spec = arch_spec(arch)
-    memory = _Memory(device)
+    memory, load = _Memory(device), cpuload.OtherLoad()
     model = build_model(arch, 1000, "none")
     params = count_parameters(model)
     in_features = getattr(head_of(model, arch), "in_features", None) or model.classifier[-1].in_features
@@ -153,24 +166,26 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:  # also the batch-1 warm-up
         model(x1)
     with torch.no_grad():
-        latency, latency_runs = timed(lambda: model(x1), device, repeats, warm=True)
+        latency = timed(lambda: model(x1), device, repeats, warm=True)
         xb = torch.randn(batch_size, 3, image_size, image_size, device=device)
-        batch_time, batch_runs = timed(lambda: model(xb), device, repeats)
-    train_time, train_runs = None, 0
+        batch = timed(lambda: model(xb), device, repeats)
+    train = Timing(0.0, 0, None)
     if train_step:
         model.train()
         y = torch.randint(0, 1000, (batch_size,), device=device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        train_time, train_runs = timed(_train_step(model, xb, y, opt), device, repeats)
+        train = timed(_train_step(model, xb, y, opt), device, repeats)
     top1, source = published_top1(arch)
     return {"arch": arch, "family": spec.family, "params_m": round(params / 1e6, 6),
             "head_params": in_features * num_classes + num_classes,
-            "gflops": round(counter.get_total_flops() / 1e9, 3), "latency_ms": round(latency * 1000, 2),
-            "throughput_ips": round(batch_size / batch_time, 1),
-            "train_ips": round(batch_size / train_time, 2) if train_time else None,
+            "gflops": round(counter.get_total_flops() / 1e9, 3), "latency_ms": round(latency.seconds * 1000, 2),
+            "throughput_ips": round(batch_size / batch.seconds, 1),
+            "train_ips": round(batch_size / train.seconds, 2) if train.runs else None,
             "peak_mem_mb": round(memory.peak_mb(), 1), "imagenet_top1": top1, "source": source,
             "image_size": image_size, "native_size": spec.native_size, "batch_size": batch_size,
-            "latency_runs": latency_runs, "throughput_runs": batch_runs, "train_runs": train_runs,
+            "latency_runs": latency.runs, "throughput_runs": batch.runs, "train_runs": train.runs,
+            "latency_spread": latency.spread, "throughput_spread": batch.spread, "train_spread": train.spread,
+            "others_cores": load.excess(torch.get_num_threads()),
             "mem_measure": memory.measure, "device": str(device)}
 
 

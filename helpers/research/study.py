@@ -13,14 +13,15 @@ import pandas as pd
 import torch
 
 from helpers.models.zoo import arch_spec
-from helpers.research import measure
+from helpers.research import disturbance, measure, stepmemory
 
 RESEARCH_COLUMNS = ["arch", "family", "params_m", "head_params", "gflops", "latency_ms", "throughput_ips",
                     "train_ips", "peak_mem_mb", "imagenet_top1", "source", "image_size", "native_size", "batch_size",
                     "latency_runs", "throughput_runs", "train_runs", "mem_measure", "device", "threads",
-                    "measured_at", "reused"]
+                    "measured_at", "reused", "latency_spread", "throughput_spread", "train_spread", "others_cores",
+                    *disturbance.COLUMNS]
 MEMORY_COLUMNS = ["arch", "image_size", "batch_size", "peak_mem_mb", "step_seconds", "mem_measure", "device",
-                  "measured_at", "reused"]
+                  "measured_at", "reused", "how", "fit_batches"]
 
 def sizes_for(archs: list[str], image_size: int = 0) -> dict[str, int]:
     """The input size each architecture is measured at: its own native size, or `image_size` when given."""
@@ -46,29 +47,30 @@ def study(archs: list[str], image_size: int, device: torch.device, batch_size: i
     machine = measure.machine_key(device, torch.get_num_threads())
     rows, memory = [], []
     with measure.Measurer() as measurer:
+        requests = {}
         for arch in archs:
             t0 = time.perf_counter()
-            request = {"kind": "row", "arch": arch, "image_size": sizes[arch], "device": str(device),
-                       "batch_size": batch_size, "num_classes": num_classes, "repeats": repeats}
-            rows.append(measure.cached(request, machine, measurer, reuse))
+            requests[arch] = {"kind": "row", "arch": arch, "image_size": sizes[arch], "device": str(device),
+                              "batch_size": batch_size, "num_classes": num_classes, "repeats": repeats}
+            rows.append(measure.cached(requests[arch], machine, measurer, reuse))
             if progress:
                 _say(arch, sizes[arch], batch_size, rows[-1], time.perf_counter() - t0)
+        rows = disturbance.settle(rows, lambda r: measure.cached(requests[r["arch"]], machine, measurer, False),
+                                  print if progress else None)
         target = memory_arch(archs)
-        for batch in (memory_batches or []) if target else []:
+        if target and memory_batches:
             native = arch_spec(target).native_size
-            same = [r for r in rows if r["arch"] == target and r["image_size"] == native and r["batch_size"] == batch]
-            if same:  # the row's own process already took a training step at this batch and size
-                r = same[0]
-                memory.append({k: r[k] for k in ("arch", "image_size", "batch_size", "peak_mem_mb", "mem_measure",
-                                                 "device", "measured_at", "reused")}
-                              | {"step_seconds": round(batch / r["train_ips"], 2) if r.get("train_ips") else None})
-                continue
-            t0 = time.perf_counter()
-            request = {"kind": "memory", "arch": target, "image_size": native, "device": str(device),
-                       "batch_size": batch, "num_classes": num_classes}
-            memory.append(measure.cached(request, machine, measurer, reuse))
-            if progress:
-                _say(target, native, batch, memory[-1], time.perf_counter() - t0, "memory of a training step")
+            own = next((r for r in rows if r["arch"] == target and r["image_size"] == native), None)
+
+            def one_step(batch: int) -> dict:
+                t0 = time.perf_counter()
+                request = {"kind": "memory", "arch": target, "image_size": native, "device": str(device),
+                           "batch_size": batch, "num_classes": num_classes}
+                result = measure.cached(request, machine, measurer, reuse)
+                if progress:
+                    _say(target, native, batch, result, time.perf_counter() - t0, "memory of a training step")
+                return result
+            memory = stepmemory.step_memory(own, list(memory_batches), one_step)
     table = pd.DataFrame(rows)
     table["threads"] = machine["threads"]
     return table.reindex(columns=RESEARCH_COLUMNS), pd.DataFrame(memory).reindex(columns=MEMORY_COLUMNS)
