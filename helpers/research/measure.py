@@ -163,10 +163,10 @@ def measure(arch: str, image_size: int, device: torch.device, batch_size: int = 
     in_features = getattr(head_of(model, arch), "in_features", None) or model.classifier[-1].in_features
     model = model.to(device).eval()
     x1 = torch.randn(1, 3, image_size, image_size, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # also the batch-1 warm-up
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x1)
     with torch.no_grad():
-        latency = timed(lambda: model(x1), device, repeats, warm=True)
+        latency = timed(lambda: model(x1), device, repeats)  # its own warm-up: the counted pass ran in a dispatch mode
         xb = torch.randn(batch_size, 3, image_size, image_size, device=device)
         batch = timed(lambda: model(xb), device, repeats)
     train = Timing(0.0, 0, None)
