@@ -211,3 +211,37 @@ def test_a_slow_batch_is_extrapolated_on_a_line_through_measured_ones(monkeypatc
     _, memory, fake = _fake_study(monkeypatch, {"efficientnet-b4": [fast]}, ["efficientnet-b4"],
                                   memory_batches=[8, 16, 32])
     assert memory["how"].tolist() == ["measured"] * 3 and ("memory", "efficientnet-b4", 2) not in fake.asked
+
+
+def test_the_table_and_its_note_show_spreads_bounds_and_disturbed_rows_in_both_languages(monkeypatch):
+    from helpers.reporting import studytables
+    script = {"efficientnet-lite0": [STEADY | {"gflops": 0.8, "latency_ms": 60.0, "others_cores": 0.8}] * 2,
+              "efficientnet-b2": [STEADY | {"gflops": 2.0, "latency_ms": 50.0, "latency_spread": 1.05}]}
+    table, _, _ = _fake_study(monkeypatch, script, list(script), memory_batches=[])
+    table = table.reset_index()
+    en = studytables.readable(table, "en")
+    assert en["Architecture"].tolist() == ["efficientnet-lite0 ⚠", "efficientnet-b2"]
+    spread = "Spread of timed runs (slowest / fastest): latency / batch / training"
+    assert en[spread].tolist() == ["⚠ 1.10× / 1.10× / 1.10×", "1.05× / 1.10× / 1.10×"]
+    note = studytables.study_note(table, "en", None, 5)
+    assert "slowest timed run is over 1.5× its fastest" in note and "over 0.25 of a core" in note
+    assert "at least 2× its FLOPs" in note
+    assert ("marked ⚠ disturbed: efficientnet-lite0 (other processes took 0.80 cores; latency longer than "
+            "efficientnet-b2's)") in note
+    ru = studytables.study_note(table, "ru", None, 5)
+    assert "помечены ⚠ как нарушенные: efficientnet-lite0 (другие процессы заняли 0.80 ядра; задержка дольше, " \
+           "чем у efficientnet-b2)" in ru
+    steady = studytables.study_note(table.assign(disturbed=False, disturbed_by=""), "en", None, 5)
+    assert "no row stayed so (measured again: efficientnet-lite0)" in steady
+
+
+def test_the_memory_claim_says_which_batch_was_extrapolated(monkeypatch):
+    from helpers.reporting import studytables
+    slow = STEADY | {"gflops": 8.8, "train_ips": 0.8}
+    table, memory, _ = _fake_study(monkeypatch, {"efficientnet-b4": [slow]}, ["efficientnet-b4"],
+                                   memory_batches=[8, 16])
+    text = studytables.claim_checks(table.reset_index(), "en", memory).iloc[-1, 1]
+    assert "batch 8 — 5.2 GB, batch 16 — 9.9 GB (extrapolated on the line through the measured batches 2, 8)" in text
+    assert "above 8 GB at batch 16" in text
+    ru = studytables.claim_checks(table.reset_index(), "ru", memory).iloc[-1, 1]
+    assert "батч 16 — 9.9 ГБ (экстраполяция по прямой через измеренные батчи 2, 8)" in ru

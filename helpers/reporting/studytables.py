@@ -10,6 +10,7 @@ import pandas as pd
 
 from helpers.models.zoo import arch_spec
 from helpers.reporting.texts import strings, translate
+from helpers.research import disturbance
 from helpers.research.study import scatter_rows
 
 # The write-up's claim: "EfficientNet needs at least 8 GB of video memory".
@@ -51,6 +52,16 @@ def _runs(row: pd.Series) -> str:
     return " / ".join(str(int(row[c])) for c in cols)
 
 
+def _spreads(row: pd.Series) -> str:
+    """Each figure's slowest timed run over its fastest (— for one run), ⚠ first when the row was disturbed."""
+    cells = [("—" if pd.isna(row.get(c)) else f"{float(row[c]):.2f}×") for c in disturbance.SPREADS]
+    return ("⚠ " if _disturbed(row) else "") + " / ".join(cells)
+
+
+def _disturbed(row: pd.Series) -> bool:
+    return str(row.get("disturbed")).lower() == "true"
+
+
 def _cell(col: str, value, lang: str, s: dict, phrases: dict) -> str:
     """One cell of the readable table."""
     if col in DECIMALS:
@@ -73,6 +84,9 @@ def readable(table: pd.DataFrame, lang: str = "ru") -> pd.DataFrame:
     texts = strings(lang)
     s, batch = texts["study"], _batch(table)
     table = table.assign(runs=table.apply(_runs, axis=1)) if {"latency_runs", "train_runs"} <= set(table) else table
+    if set(disturbance.SPREADS) <= set(table) and table[list(disturbance.SPREADS)].notna().any().any():
+        marked = table.apply(_disturbed, axis=1).astype(bool)
+        table = table.assign(spread=table.apply(_spreads, axis=1), arch=table["arch"].where(~marked, table["arch"] + " ⚠"))
     out = pd.DataFrame(index=table.index)
     for col, title in s["columns"].items():  # device, threads and dates are said once above the table
         if col in table.columns:
@@ -101,7 +115,10 @@ def _memory_rows_claim(memory: pd.DataFrame, s: dict, phrases: dict, lang: str) 
     first = memory.iloc[0]
     gpu = str(first["device"]).startswith("cuda")
     size, arch = int(first["image_size"]), first["arch"]
-    parts = [s["memory_part"].format(batch=int(r["batch_size"]), gb=_gb(r["peak_mem_mb"])) for _, r in memory.iterrows()]
+    parts = [s["memory_part"].format(batch=int(r["batch_size"]), gb=_gb(r["peak_mem_mb"]))
+             + (s["memory_extrapolated"].format(batches=str(r["fit_batches"]).replace(",", ", "))
+                if r.get("how") == "extrapolated" else "")
+             for _, r in memory.iterrows()]
     over = [str(int(r["batch_size"])) for _, r in memory.iterrows() if r["peak_mem_mb"] > CLAIMED_MEMORY_GB * 1024]
     verdict = (s["memory_over"].format(limit=CLAIMED_MEMORY_GB, batches=", ".join(over)) if over
                else s["memory_under"].format(limit=CLAIMED_MEMORY_GB))
@@ -187,5 +204,34 @@ def study_note(table: pd.DataFrame, lang: str = "ru", memory: pd.DataFrame | Non
     text = [s["note_where"].format(on=on),
             s["note_native"] if native else s["note_sizes"].format(sizes=", ".join(map(str, sizes))),
             s["note_memory"], s["note_repeats"].format(repeats=repeats or "N")]
+    if "disturbed" in table:
+        text.append(disturbance_note(table, s))
     when = _measured_when(table, memory, s)
     return " ".join(text + ([when] if when else []))
+
+
+def _why(code: str, s: dict) -> str:
+    """One sign of disturbance ('spread:latency=1.82', 'load:0.61', 'order:train<efficientnet-b2') in words."""
+    kind, _, detail = code.partition(":")
+    if kind == "spread":
+        figure, _, value = detail.partition("=")
+        return s["disturbed_spread"].format(figure=s["disturbed_figures"][figure], value=value)
+    if kind == "load":
+        return s["disturbed_load"].format(cores=detail)
+    figure, _, other = detail.partition("<")
+    return s["disturbed_order"].format(figure=s["disturbed_order_figures"][figure], other=other)
+
+
+def disturbance_note(table: pd.DataFrame, s: dict) -> str:
+    """The bounds of the disturbance check, the rows measured again, and those still marked disturbed."""
+    text = s["note_disturbance"].format(spread=disturbance.SPREAD_BOUND, load=disturbance.LOAD_BOUND,
+                                        flops=f"{disturbance.FLOPS_RATIO:g}")
+    marked = table[table.apply(_disturbed, axis=1)]
+    if len(marked):
+        rows = [s["disturbed_row"].format(arch=r["arch"], why="; ".join(_why(c, s) for c in
+                                                                       str(r["disturbed_by"]).split("; ") if c))
+                for _, r in marked.iterrows()]
+        return text + s["note_disturbed"].format(rows=", ".join(rows))
+    again = table[table["remeasured"].astype(str).str.lower() == "true"]["arch"].tolist() \
+        if "remeasured" in table else []
+    return text + s["note_steady"].format(again=s["note_again"].format(archs=", ".join(again)) if again else "")
