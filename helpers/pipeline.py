@@ -133,7 +133,7 @@ def _run_one(name: str, step: tuple[int, int], given: dict[str, Any], values: di
         with watcher:
             notebooks.execute(paths.NOTEBOOKS_DIR / f"{name}.ipynb", executed, given, paths.NOTEBOOKS_DIR, log)
     except Exception as exc:
-        if type(exc).__name__ != "PapermillExecutionError":
+        if not notebooks.notebook_failed(exc):
             raise
         notebooks.write_log(log, console.traceback_text(exc))
         lines = console.failure_lines(*step, name, time.perf_counter() - t0, exc, log, executed)
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # our errors are ValueErrors with a user-facing sentence
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # papermill's PapermillExecutionError: the failing cell was printed by run()
-        if type(exc).__name__ == "PapermillExecutionError":
+    except Exception as exc:  # a failing cell or a dead kernel: run() printed it
+        if notebooks.notebook_failed(exc):
             return 1
         raise
     return 0

@@ -244,17 +244,17 @@ def test_a_notebook_failing_on_bad_data_prints_its_sentence_and_the_log(make_dat
     assert "a classifier needs at least two class folders" in log.read_text()  # the traceback is in the log
 
 
-def _failing_02(tmp_path, monkeypatch):
-    """A copy of the notebooks whose 02 fails inside the standard library (not one of our errors)."""
+def _failing_02(tmp_path, monkeypatch, code="print('before the failure')\nimport fractions\nfractions.Fraction(1, 0)"):
+    """A copy of the notebooks whose 02 runs `code` after its parameters (by default: fails in the standard
+    library, not one of our errors)."""
     import shutil
 
     import nbformat
     copy = tmp_path / "notebooks"
     shutil.copytree(paths.NOTEBOOKS_DIR, copy)
     book = nbformat.read(copy / "02_data.ipynb", as_version=4)
-    code = [c for c in book.cells if c.cell_type == "code"]
-    book.cells = [code[0], nbformat.v4.new_code_cell("print('before the failure')\nimport fractions\n"
-                                                     "fractions.Fraction(1, 0)")]
+    cells = [c for c in book.cells if c.cell_type == "code"]
+    book.cells = [cells[0], nbformat.v4.new_code_cell(code)]
     nbformat.write(book, copy / "02_data.ipynb")
     monkeypatch.setattr(paths, "NOTEBOOKS_DIR", copy)
 
@@ -269,6 +269,15 @@ def test_a_failure_outside_our_code_prints_the_last_frame(tmp_path, monkeypatch,
     assert "raise ZeroDivisionError" in err[2]
     assert err[3].strip() == "ZeroDivisionError: Fraction(1, 0)"
     assert str(paths.run_dir("odd") / "pipeline.log") in err[4]
+
+
+@pytest.mark.notebook
+def test_a_kernel_that_dies_is_a_failed_notebook_not_a_crash(tmp_path, monkeypatch, capfd):
+    _failing_02(tmp_path, monkeypatch, "import os\nos._exit(3)")
+    assert pipeline.main(["--from", "02_data", "--run-id", "dead"]) == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "[1/3] 02_data" in err and "failed after" in err
+    assert "DeadKernelError" in err and str(paths.run_dir("dead") / "pipeline.log") in err
 
 
 @pytest.mark.notebook

@@ -74,6 +74,11 @@ def logging_to(log: Path, verbose: bool = False) -> Iterator[None]:
             handler.close() if isinstance(handler, logging.FileHandler) else handler.flush()
 
 
+def notebook_failed(exc: BaseException) -> bool:
+    """Whether `exc` is a notebook's own failure (a cell's error, a kernel that died or timed out), not ours."""
+    return type(exc).__module__.split(".")[0] in ("papermill", "nbclient")
+
+
 def write_log(log: Path, text: str) -> None:
     """Append a line of the runner's own to the log (a notebook's start, its parameters, the run's end)."""
     with open(log, "a", encoding="utf-8") as f:
