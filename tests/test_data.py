@@ -233,7 +233,7 @@ def test_02_notebook_on_every_kaggle_shape(name, tmp_path, study_home, monkeypat
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
     text = json.dumps([o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs])
     assert str(tmp_path) not in text and "PosixPath" not in text  # no machine path as a cell result
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # balance, samples, sizes: once each
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4  # balance, label issues, samples, sizes
     roles = {row["role"] for row in report["explanation"]}
     assert roles and all(role in text for role in roles)  # the explanation table is shown
     for folder in shape.unlabelled:

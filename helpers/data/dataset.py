@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.data import duplicates, layouts, split, splitrecord
+from helpers.data import balance, duplicates, layouts, split, splitrecord
 from helpers.data.archives import (
     ARCHIVE_SUFFIXES,
     extract_archive,
@@ -195,6 +195,7 @@ def data_report(frame: pd.DataFrame, found: layouts.Layout, seed: int, ratios: t
         "fingerprint": fingerprint,
         # Images that are not independent (duplicates; a group_column value): 04's intervals resample them whole.
         "multi_image_groups": [m["path"].tolist() for _, m in frame.groupby("group", sort=True) if len(m) > 1],
+        "imbalance": balance.imbalance(frame["label"]),
     }
     if group_column:
         sizes = frame.groupby("group").size()
@@ -216,7 +217,11 @@ def _group_leaks(frame: pd.DataFrame, group_column: str) -> list[dict]:
 
 
 def load_split(run_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """Read split.csv and data_report.json of a run, with an absolute `file` column added."""
+    """Read split.csv and data_report.json of a run, with an absolute `file` column added.
+
+    Training images that 02 flagged as likely mislabelled and was told to leave out (label_issues=exclude_train,
+    listed in data_report.json's label_issues.excluded) are dropped here; validation and test rows never are.
+    """
     split_path, report_path = run_dir / "split.csv", run_dir / "data_report.json"
     if not split_path.exists() or not report_path.exists():
         raise DataError(f"{split_path} not found: run notebooks/02_data.ipynb (or the pipeline) "
@@ -225,7 +230,15 @@ def load_split(run_dir: Path) -> tuple[pd.DataFrame, dict]:
     report = read_json(report_path)
     frame = pd.read_csv(split_path, dtype=str, keep_default_na=False)
     frame["file"] = [str(Path(report["root"]) / p) for p in frame["path"]]
+    left_out = excluded_training(report)
+    if left_out:
+        frame = frame[~(frame["path"].isin(left_out) & (frame["split"] == "train"))].reset_index(drop=True)
     return frame, report
+
+
+def excluded_training(report: dict) -> set[str]:
+    """Paths of the training images 02 left out of training (label_issues=exclude_train)."""
+    return {e["path"] for e in report.get("label_issues", {}).get("excluded", []) if e.get("split") == "train"}
 
 
 def save_split(run_dir: Path, frame: pd.DataFrame, report: dict, restart_training: bool = False) -> Path | None:

@@ -127,6 +127,8 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None
                    "per_class": {c: v["auc"] for c, v in curves["curves"].items()}}
     report = classification_report(y, pred, labels=list(range(len(classes))), target_names=classes,
                                    output_dict=True, zero_division=0)
+    recall_ci = {c: wilson_interval(int(((pred == k) & (y == k)).sum()), int((y == k).sum()))
+                 for k, c in enumerate(classes)}
     cm = confusion_matrix(y, pred, labels=list(range(len(classes))))
     ece, _ = expected_calibration_error(y, probs)
     f1_ci = stats.stratified_bootstrap(y, probs, stats.macro_f1, groups=groups) if n else [0.0, 1.0]
@@ -146,7 +148,12 @@ def compute_metrics(frame: pd.DataFrame, classes: list[str], curves: dict | None
         "roc_skipped_classes": curves["skipped"],
         "roc_note": curves.get("why"),
         "per_class": {c: {"precision": report[c]["precision"], "recall": report[c]["recall"],
-                          "f1": report[c]["f1-score"], "support": int(report[c]["support"])} for c in classes},
+                          "recall_ci95": list(recall_ci[c]), "f1": report[c]["f1-score"],
+                          "support": int(report[c]["support"])} for c in classes},
+        # mean recall over the classes in the test split, with a stratified bootstrap interval
+        "balanced_accuracy": float(stats.balanced_accuracy(y, probs)[0]) if n else 0.0,
+        "balanced_accuracy_ci95": list(stats.stratified_bootstrap(y, probs, stats.balanced_accuracy))
+        if n else [0.0, 1.0],
         "macro_f1": report["macro avg"]["f1-score"],
         "macro_f1_ci95": list(f1_ci),
         "roc_auc_ci95": list(auc_ci) if auc_ci else None,  # of the binary AUC, or of the macro one-vs-rest AUC
@@ -165,20 +172,34 @@ def confident_errors(frame: pd.DataFrame, classes: list[str], k: int = 16) -> pd
 
 
 
-def select_checkpoint(run_dir: Path, cycle: int) -> tuple[Path, str]:
-    """The checkpoint 04 evaluates and why: cycle=0 → the run's best by validation, N → cycle N's best."""
+def select_checkpoint(run_dir: Path, cycle: int, select_metric: str = "accuracy") -> tuple[Path, str]:
+    """The checkpoint 04 evaluates and why: cycle=0 → the run's best by validation `select_metric`, N → cycle N's best.
+
+    checkpoints/best.pt is the run's best by the select_metric 03 ran with; asked for another figure, 04 picks
+    among the cycles' own best checkpoints the one with the highest validation value of it (the earliest of equals).
+    """
     path = checkpoints.resolve(run_dir, cycle)
-    if int(cycle) == 0:
-        return path, "validation"  # checkpoints/best.pt: the best validation accuracy across every cycle
-    return path, f"parameter cycle={int(cycle)}"
+    if int(cycle) != 0:
+        return path, f"parameter cycle={int(cycle)}"
+    if checkpoints.load(path).get("select_metric", "accuracy") == select_metric:
+        return path, "validation"
+    best, best_value = path, -1.0
+    for n in checkpoints.available_cycles(run_dir):
+        candidate = checkpoints.cycle_dir(run_dir, n) / "best.pt"
+        ckpt = checkpoints.load(candidate)
+        value = float((ckpt.get("val_scores") or {"accuracy": ckpt.get("val_accuracy", -1.0)}).get(select_metric, -1))
+        if value > best_value:
+            best, best_value = candidate, value
+    return best, "validation"
 
 
-def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str = "none") -> dict:
+def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str = "none",
+                 select_metric: str = "accuracy") -> dict:
     """Evaluate one checkpoint on the test split; write predictions.csv, metrics.json and the ledger cell together."""
     run_dir = Path(run_dir)
     if tta not in TTA_CHOICES:
         raise EvaluationError(f"tta={tta!r}: use one of {', '.join(TTA_CHOICES)}.")
-    path, selected_by = select_checkpoint(run_dir, cycle)
+    path, selected_by = select_checkpoint(run_dir, cycle, select_metric)
     model, norm, cfg = load_trained(path, device, calibrated=False)  # the temperature is fitted anew below
     frame, report = load_split(run_dir)
     classes = list(cfg["classes"])
@@ -209,7 +230,7 @@ def evaluate_run(run_dir, device, batch_size: int = 32, cycle: int = 0, tta: str
     curves = roc_curves(preds["label"].tolist(), probs, classes)
     metrics = compute_metrics(preds, classes, curves, test_groups(preds["path"].tolist(), report))
     metrics.update(cycle=int(cfg["cycle"]), best_epoch=int(cfg["epoch"]), arch=cfg["arch"], image_size=size,
-                   classes_absent_from_test=absent, selected_by=selected_by,
+                   classes_absent_from_test=absent, selected_by=selected_by, select_metric=select_metric,
                    selection=_selection(run_dir, cfg, selected_by), tta=tta_effect, calibration=calibration,
                    evaluated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     metrics["paired_comparison"] = paired_comparison(run_dir, metrics["cycle"], preds)
@@ -257,7 +278,8 @@ def _selection(run_dir: Path, cfg: dict, selected_by: str) -> dict:
     run_best_cycle = int(cfg["cycle"]) if best is None and selected_by == "validation" else \
         (int(best["cycle"]) if best else None)
     return {"checkpoint": str(Path(cfg["checkpoint"]).relative_to(run_dir)), "cycle": int(cfg["cycle"]),
-            "epoch": int(cfg["epoch"]), "val_accuracy": cfg.get("val_accuracy"), "run_best_cycle": run_best_cycle,
+            "epoch": int(cfg["epoch"]), "val_accuracy": cfg.get("val_accuracy"), "val_scores": cfg.get("val_scores"),
+            "run_best_cycle": run_best_cycle,
             "run_best_val_accuracy": cfg.get("val_accuracy") if selected_by == "validation" else
             (best.get("val_accuracy") if best else None)}
 
@@ -386,3 +408,11 @@ def evaluation_summary(metrics: dict) -> pd.DataFrame:
 def _f(value) -> str:
     """A figure with four decimals, or a dash."""
     return "–" if value is None else f"{float(value):.4f}"
+
+
+def recall_table(metrics: dict) -> pd.DataFrame:
+    """Per-class recall with its 95% Wilson interval and support, from metrics.json."""
+    rows = [{"class": c, "recall": v["recall"], "ci95_low": v.get("recall_ci95", [None, None])[0],
+             "ci95_high": v.get("recall_ci95", [None, None])[1], "support": v["support"]}
+            for c, v in metrics["per_class"].items()]
+    return pd.DataFrame(rows, columns=["class", "recall", "ci95_low", "ci95_high", "support"])

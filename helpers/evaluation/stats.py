@@ -107,6 +107,16 @@ def macro_f1(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.mean(scores, axis=0)
 
 
+def balanced_accuracy(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes present (sklearn's balanced_accuracy_score), per resample row."""
+    y, pred = np.atleast_2d(y), np.atleast_2d(np.asarray(probs).argmax(-1))
+    recalls = []
+    for c in np.unique(y):
+        n = (y == c).sum(1)
+        recalls.append(np.divide(((pred == c) & (y == c)).sum(1), n, out=np.full(len(y), np.nan), where=n > 0))
+    return np.nanmean(recalls, axis=0)
+
+
 def _auc_rows(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """ROC AUC of each row as the Mann–Whitney statistic over average ranks (ties count one half)."""
     ranks = rankdata(scores, axis=-1)

@@ -27,7 +27,8 @@ def load_trained(path: Path, device: torch.device, calibrated: bool = True) -> t
     model = build_model(cfg["arch"], len(cfg["classes"]), "none")
     load_weights(model, cfg["arch"], ckpt["model"], str(path))
     cfg.update(cycle=int(ckpt.get("cycle", 0)), epoch=int(ckpt.get("epoch", 0) or 0),
-               val_accuracy=ckpt.get("val_accuracy"), checkpoint=str(path), temperature=1.0)
+               val_accuracy=ckpt.get("val_accuracy"), val_scores=ckpt.get("val_scores"), checkpoint=str(path),
+               temperature=1.0)
     if calibrated:
         t = applied_temperature(path, cfg["cycle"])
         if t != 1.0:

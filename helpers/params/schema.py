@@ -36,6 +36,7 @@ class Param:
     minimum: float | None = None
     check: Callable[[Any], None] | None = None  # a pure check of the value; raises ParameterError
     values: str = ""  # how the README describes the allowed values, when `choices` does not
+    words: tuple[str, ...] = ()  # words accepted besides a value of `type` (lr: auto)
 
     def describe_values(self) -> str:
         """The allowed values in a few words."""
@@ -147,7 +148,8 @@ SCHEMA: list[Param] = [
     P("dataset", str, "sample", ("01_research", "02_data"),
       "the images: the committed sample, a local folder or archive, or a Kaggle download", check=_check_dataset,
       values="`sample`, a folder or `.zip`/`.tar.gz`, `kaggle:<owner>/<dataset>`, `kaggle-competition:<name>`"),
-    P("arch", str, "efficientnet-lite0", ("01_research", "03_train"), "the network 03 fine-tunes",
+    P("arch", str, "efficientnet-lite0", ("01_research", "02_data", "03_train"),
+      "the network 03 fine-tunes (02: its pooled ImageNet features look for wrong labels)",
       check=_check_arch, values="`efficientnet-b0` … `b7`, `efficientnet-lite0`, `resnet50`, `mobilenet_v3_large`, "
                                 "`mobilenet_v3_small`"),
     P("research_archs", str, DEFAULT_RESEARCH_ARCHS, ("01_research",), "01's candidates, comma-separated",
@@ -163,10 +165,11 @@ SCHEMA: list[Param] = [
       check=_check_memory_batches, values="comma-separated integers ≥ 1, or empty"),
     P("bakeoff_epochs", int, 0, ("01_research",),
       "above 0, 01 also fine-tunes each candidate whose weights are available for this many epochs", minimum=0),
-    P("image_size", int, 0, ("01_research", "03_train"),
+    P("image_size", int, 0, ("01_research", "02_data", "03_train"),
       "pixels of the square network input; 0 picks the arch's native size, or about 3× the side of small images",
       minimum=0, check=_check_image_size),
-    P("device", str, "auto", ("01_research", "03_train", "04_evaluate", "05_predict"), "where the network runs",
+    P("device", str, "auto", ("01_research", "02_data", "03_train", "04_evaluate", "05_predict"),
+      "where the network runs",
       check=_check_device, values="`auto`, `cpu`, `cuda`, `cuda:N`, `mps`"),
     P("lang", str, "ru", ("01_research", "02_data", "03_train", "04_evaluate"),
       "language of the report, the study's tables and the figures",
@@ -190,20 +193,27 @@ SCHEMA: list[Param] = [
     P("restart_training", bool, False, ("02_data",),
       "a trained run whose split would change: move its checkpoints and ledger aside (`runs/<id>/superseded/`) and "
       "start its training over (default: refuse the change)"),
+    P("label_issues", str, "report", ("02_data",),
+      "`report` lists likely wrong labels (cleanlab); `exclude_train` also leaves the flagged training images "
+      "out of training (never validation or test)", choices=("report", "exclude_train")),
     # 03: a training cycle
     P("weights", str, "imagenet", ("03_train",), "the starting weights of a new cycle", check=_check_weights,
       values="`imagenet`, `none`, or a state-dict file"),
     P("init", str, "weights", ("03_train",),
       "`weights` starts from `weights`; `best`, `last` or `cycle:<N>` continue this run (дообучение)",
       check=_check_init, values="`weights`, `best`, `last`, `cycle:<N>`"),
-    P("batch_size", int, 32, ("03_train", "04_evaluate", "05_predict"), "images per step on the device",
+    P("batch_size", int, 32, ("02_data", "03_train", "04_evaluate", "05_predict"), "images per step on the device",
       minimum=1),
     P("epochs", int, 4, ("03_train",), "epochs of the network stage of this cycle, after the head-only ones",
       minimum=0),
     P("head_epochs", int, 5, ("03_train",), "head-only epochs on cached backbone features, run first (cheap)",
       minimum=0),
-    P("lr", float, 0.002, ("03_train",), "head learning rate (AdamW)", check=_check_positive("lr"),
-      values="number > 0"),
+    P("lr", float, 0.002, ("03_train",),
+      "head learning rate (AdamW); `auto`: a learning-rate range test on the head's cached features chooses it",
+      check=_check_positive("lr"), values="number > 0, or `auto`", words=("auto",)),
+    P("lr_find", str, "head", ("03_train",),
+      "with lr=auto: `head` tests on the head stage and uses its rate in both stages; `both` also tests the "
+      "network stage (a few hundred training steps)", choices=("head", "both")),
     P("backbone_lr_scale", float, 0.5, ("03_train",), "the backbone's learning rate is `lr` times this",
       check=_check_positive("backbone_lr_scale"), values="number > 0"),
     P("weight_decay", float, 0.01, ("03_train",), "AdamW's decoupled weight decay, both stages (AdamW's own default)",
@@ -213,6 +223,14 @@ SCHEMA: list[Param] = [
     P("label_smoothing", float, 0.1, ("03_train",), "cross-entropy label smoothing",
       check=_check_label_smoothing, values="0 ≤ x < 1"),
     P("augment", str, "flip", ("03_train",), "train-time augmentation", choices=("none", "flip", "crop")),
+    P("class_weights", str, "none", ("03_train",),
+      "`balanced`: inverse-frequency class weights in the loss, head and network stages", choices=("none", "balanced")),
+    P("sampler", str, "shuffle", ("03_train",),
+      "`balanced`: every class drawn equally often (with replacement) instead of each image once an epoch",
+      choices=("shuffle", "balanced")),
+    P("select_metric", str, "accuracy", ("03_train", "04_evaluate"),
+      "the validation figure that picks each cycle's best epoch and the run's best model across cycles",
+      choices=("accuracy", "balanced_accuracy", "macro_f1")),
     P("freeze_bn", bool, True, ("03_train",), "keep BatchNorm statistics frozen (stable at small batches)"),
     P("freeze_early", bool, True, ("03_train",), "keep the stem and stride-4 layers frozen at their pretrained "
       "weights and train the rest on their cached output (epochs about 1.4× faster)"),
@@ -258,6 +276,8 @@ def for_notebook(notebook: str) -> list[Param]:
 def coerce(name: str, value: Any) -> Any:
     """Give `value` its schema type (a CLI string '16' → 16), or say in one sentence why it cannot be."""
     p = BY_NAME[name]
+    if p.words and isinstance(value, str) and value.strip().lower() in p.words:
+        return value.strip().lower()
     try:
         if p.type is bool:
             if isinstance(value, bool):
@@ -279,7 +299,8 @@ def coerce(name: str, value: Any) -> Any:
         return "" if value is None else str(value)
     except (TypeError, ValueError, OverflowError):
         kind = {bool: "True or False", int: "an integer", float: "a number"}[p.type]
-        raise ParameterError(f"{name}={value!r}: expected {kind}, like the default {p.default!r}.") from None
+        also = "".join(f" or {w}" for w in p.words)
+        raise ParameterError(f"{name}={value!r}: expected {kind}{also}, like the default {p.default!r}.") from None
 
 
 def check(name: str, value: Any) -> Any:
@@ -291,6 +312,8 @@ def check(name: str, value: Any) -> Any:
         raise ParameterError(f"unknown parameter {name!r}; valid names are {', '.join(sorted(BY_NAME))}.")
     p = BY_NAME[name]
     value = coerce(name, value)
+    if p.words and value in p.words:
+        return value
     if p.choices and value not in p.choices:
         raise ParameterError(f"{name}={value!r}: use {', '.join(map(str, p.choices))}.")
     if p.minimum is not None and value < p.minimum:

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from helpers.data import imagecache
 from helpers.data.imagecache import CachedImages
-from helpers.training import distributed
+from helpers.training import balance, distributed
 from helpers.training.config import TrainConfig
 
 # More decoding processes than this only add start-up time and memory: at 8 the loader already outruns one GPU's
@@ -48,5 +48,9 @@ def train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.devi
     workers = 0 if dataset is not None else loader_workers(cfg, device)
     if dataset is None:
         dataset = CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size))
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=distributed.sampler(dataset, seed),
+    if cfg.sampler == "balanced":  # class-balanced draws, this rank's share of the same global sequence
+        sampler = balance.BalancedSampler(labels, distributed.world_size(), distributed.rank(), seed)
+    else:
+        sampler = distributed.sampler(dataset, seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                       generator=generator, **imagecache.loader_options(workers, device))

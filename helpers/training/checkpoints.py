@@ -125,8 +125,17 @@ def check_room(run_dir: Path, model: nn.Module, cycle: int) -> None:
 
 def run_best_val(run_dir: Path) -> float:
     """Validation accuracy of the run's best model so far (-1 when there is none)."""
+    return run_best_score(run_dir, "accuracy")
+
+
+def run_best_score(run_dir: Path, metric: str = "accuracy") -> float:
+    """The run's best model's validation figure `metric` (-1 when there is none, or it was not recorded)."""
     path = checkpoint_dir(run_dir) / "best.pt"
-    return float(load(path).get("val_accuracy", -1.0)) if path.exists() else -1.0
+    if not path.exists():
+        return -1.0
+    best = load(path)
+    scores = best.get("val_scores") or {"accuracy": best.get("val_accuracy", -1.0)}
+    return float(scores.get(metric, -1.0))
 
 
 def save_best(run_dir: Path, cycle: int, payload: dict, run_best: bool) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from helpers.models import zoo
 from helpers.models.inference import normalizer_for
-from helpers.training import checkpoints, distributed, ledger, loop, tracking
+from helpers.training import balance, checkpoints, distributed, ledger, loop, tracking
 from helpers.training.config import TrainConfig, TrainError
 from helpers.training.randomness import seed_everything, set_rng_state
 from helpers.training.records import (
@@ -32,6 +32,7 @@ from helpers.training.stages import enter_stage
 from helpers.training.state import Cycle
 
 STAGES = ("head", "full")
+SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # the schema's select_metric choices
 
 
 def run_cycle(cfg: TrainConfig, run_dir: Path, train_images: np.ndarray, train_labels: list[int],
@@ -56,7 +57,7 @@ def open_cycle(cfg: TrainConfig, run_dir: Path, train_labels: list[int], val_lab
     check_splits(cfg.classes, train_labels, val_labels, run_dir)
     last, resume, abandoned = _read_last(cfg, run_dir)
     start = _initial_weights(cfg, run_dir) if resume is None else None
-    run_best = checkpoints.run_best_val(run_dir) if resume is None else None
+    run_best = checkpoints.run_best_score(run_dir, cfg.select_metric) if resume is None else None
     if distributed.is_main():
         _record_unrecorded(run_dir, last, abandoned, cfg.keep_last)
     distributed.barrier()  # every rank numbers the cycle from the same ledger
@@ -72,7 +73,9 @@ def open_cycle(cfg: TrainConfig, run_dir: Path, train_labels: list[int], val_lab
         torch.backends.cudnn.benchmark = not cfg.deterministic  # autotuning picks kernels by timing: not repeatable
     # fp16 needs a gradient scaler (kept across epochs and checkpoints); bf16 and CPU do not.
     c.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    c.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    weight = balance.class_weights(train_labels, len(cfg.classes)).to(device) if cfg.class_weights == "balanced" \
+        else None  # inverse-frequency weights: the same loss in the head and the network stage
+    c.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     if resume:
         set_rng_state(resume["rng"])
         c.generator.set_state(resume["rng"]["loader"])
@@ -93,16 +96,20 @@ def run_stage(c: Cycle, stage: str, train_images, train_labels: list[int], val_i
     last_epoch = c.cfg.head_epochs if stage == "head" else c.total_epochs
     while c.state["epoch"] < last_epoch and not c.stopped_early:
         epoch = c.state["epoch"] + 1
-        enter_stage(c, stage, len(train_labels), train_images, val_images)
+        enter_stage(c, stage, len(train_labels), train_images, val_images, train_labels)
         t0 = time.perf_counter()
         train_loss, train_acc, lr = loop.fit_epoch(c, epoch, train_images, train_labels)
         # Rank 0 validates; every rank takes its numbers, so best-epoch and early-stop decisions agree.
-        val_loss, val_acc = loop.validate(c, val_images, val_labels) if distributed.is_main() else (0.0, 0.0)
-        val_loss, val_acc = distributed.broadcast_floats([val_loss, val_acc], c.device)
+        val_loss, val_acc, found = loop.validate(c, val_images, val_labels) if distributed.is_main() \
+            else (0.0, 0.0, {})
+        val_loss, *figures = distributed.broadcast_floats(
+            [val_loss, val_acc] + [found.get(m, val_acc) for m in SELECT_METRICS[1:]], c.device)
+        val = dict(zip(SELECT_METRICS, figures))
+        val_acc = val["accuracy"]
         seconds = time.perf_counter() - t0
-        improved, run_best = _count_epoch(c, epoch, val_acc, seconds)
+        improved, run_best = _count_epoch(c, epoch, val, seconds)
         if distributed.is_main():
-            ledger.append_history(c.run_dir, history_row(c, epoch, train_loss, train_acc, val_loss, val_acc, lr,
+            ledger.append_history(c.run_dir, history_row(c, epoch, train_loss, train_acc, val_loss, val, lr,
                                                          seconds))
             c.tracker.log_epoch({"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                                  "val_accuracy": val_acc, "lr": lr, "seconds": seconds}, step=epoch)
@@ -112,7 +119,7 @@ def run_stage(c: Cycle, stage: str, train_images, train_labels: list[int], val_i
                   + (" · the run's new best" if run_best else ""), flush=True)
         c.stopped_early = bool(c.cfg.patience and c.state["since_best"] >= c.cfg.patience)
         if distributed.is_main():
-            save_epoch(c, epoch, val_acc, improved, run_best, epoch >= c.total_epochs or c.stopped_early)
+            save_epoch(c, epoch, val, improved, run_best, epoch >= c.total_epochs or c.stopped_early)
 
 
 def close_cycle(c: Cycle) -> dict:
@@ -198,13 +205,15 @@ def _numbered(cfg: TrainConfig, run_dir: Path, device: torch.device, last: dict 
         number, started_at, init_from = int(resume["cycle"]), resume["started_at"], resume.get("init_from", "")
         state = dict(resume["state"])
         state.setdefault("run_best_val", -1.0)
+        state.setdefault("best_score", state["best_val"])  # a checkpoint from before select_metric: accuracy
+        state.setdefault("best_scores", {})
     else:
         recorded = ledger.recorded_cycles(run_dir)
         number = max([0, *recorded, int(last["cycle"]) if last else 0]) + 1
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         init_from = start[1]
         state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "since_best": 0, "seconds": 0.0,
-                 "run_best_val": run_best}
+                 "run_best_val": run_best, "best_score": -1.0, "best_scores": {}}
         if distributed.is_main():  # epochs of a killed attempt whose checkpoint never landed
             ledger.drop_history_after(run_dir, number, 0)
     return Cycle(cfg=cfg, run_dir=run_dir, device=device, number=number, started_at=started_at,
@@ -225,17 +234,21 @@ def _build(cfg: TrainConfig, resume: dict | None, start: tuple | None) -> nn.Mod
     return model
 
 
-def _count_epoch(c: Cycle, epoch: int, val_acc: float, seconds: float) -> tuple[bool, bool]:
-    """Count the epoch; is it the cycle's best so far, and the run's best across all cycles?"""
+def _count_epoch(c: Cycle, epoch: int, val: dict, seconds: float) -> tuple[bool, bool]:
+    """Count the epoch; is it the cycle's best so far, and the run's best across all cycles, by select_metric?
+
+    `run_best_val` holds the run's best value of the cycle's select_metric (its name is older than the parameter).
+    """
     s = c.state
     s["seconds"] += seconds
     s["epoch"] = epoch
-    improved = val_acc > s["best_val"]
+    score = val[c.cfg.select_metric]
+    improved = score > s["best_score"]
     if improved:
-        s.update(best_val=val_acc, best_epoch=epoch, since_best=0)
+        s.update(best_val=val["accuracy"], best_score=score, best_scores=dict(val), best_epoch=epoch, since_best=0)
     else:
         s["since_best"] += 1
-    run_best = val_acc > s["run_best_val"]  # strictly better: a tie keeps the earlier cycle's model
+    run_best = score > s["run_best_val"]  # strictly better: a tie keeps the earlier cycle's model
     if run_best:
-        s["run_best_val"] = val_acc
+        s["run_best_val"] = score
     return improved, run_best

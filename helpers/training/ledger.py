@@ -11,9 +11,11 @@ from helpers.utils import files
 # The contract's columns first and in its order; later additions go at the end so old readers keep working.
 CYCLE_COLUMNS = ["cycle", "started_at", "device", "device_name", "arch", "image_size", "epochs",
                  "batch_size", "best_epoch", "best_val_accuracy", "test_accuracy", "seconds",
-                 "init", "weights", "head_epochs", "lr", "stopped_early", "note", "init_from"]
+                 "init", "weights", "head_epochs", "lr", "stopped_early", "note", "init_from",
+                 "select_metric", "best_val_balanced_accuracy", "best_val_macro_f1", "class_weights", "sampler",
+                 "lr_found"]
 HISTORY_COLUMNS = ["cycle", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                   "lr", "seconds", "stage"]
+                   "lr", "seconds", "stage", "val_balanced_accuracy", "val_macro_f1"]
 
 
 class LedgerError(ValueError):
@@ -41,12 +43,30 @@ def recorded_cycles(run_dir: Path) -> set[int]:
 
 def append_cycle(run_dir: Path, row: dict) -> None:
     """Append one cycle's row (missing columns stay empty)."""
-    files.append_csv_row(Path(run_dir) / "cycles.csv", row, CYCLE_COLUMNS)
+    path = Path(run_dir) / "cycles.csv"
+    widen(path, CYCLE_COLUMNS)
+    files.append_csv_row(path, row, CYCLE_COLUMNS)
 
 
 def append_history(run_dir: Path, row: dict) -> None:
     """Append one epoch's row to history.csv."""
-    files.append_csv_row(Path(run_dir) / "history.csv", row, HISTORY_COLUMNS)
+    path = Path(run_dir) / "history.csv"
+    widen(path, HISTORY_COLUMNS)
+    files.append_csv_row(path, row, HISTORY_COLUMNS)
+
+
+def widen(path: Path, columns: list[str]) -> None:
+    """A ledger written before newer columns existed gains them, empty in its earlier rows (values unchanged)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split(",")
+    if header == columns or header != columns[:len(header)]:
+        return  # current, or not ours to reshape
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in columns[len(header):]:
+        frame[column] = ""
+    files.write_csv(path, frame[columns])
 
 
 def drop_history_after(run_dir: Path, cycle: int, epoch: int) -> None:

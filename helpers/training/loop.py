@@ -5,13 +5,14 @@ the micro-batch on out-of-memory), and validation. Everything else about a cycle
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from helpers.models.inference import autocast, predict_proba
 from helpers.models.zoo import head_of
-from helpers.training import distributed, frozen
+from helpers.training import balance, distributed, frozen
 from helpers.training.batches import loader_workers, train_loader
 from helpers.training.config import TrainConfig, TrainError
 from helpers.training.optim import set_bn_eval
@@ -32,6 +33,17 @@ def fit_epoch(c: Cycle, epoch: int, train_images, train_labels: list[int]) -> tu
                                 c.cfg.batch_size * distributed.world_size())
     if distributed.world_size() > 1:  # each process augments (and drops out) with its own random stream
         seed_rank_epoch(c.cfg.seed + c.number, epoch, distributed.rank())
+    stage_loader(c, train_images, train_labels)
+    c.loader.sampler.set_epoch(epoch)  # a new order every epoch, the same on every rank and on resume
+    norm = stage_norm(c)
+    loss, acc, lr, micro = train_one_epoch(c.forward, c.cfg, norm, c.loader, c.optimizer, c.scheduler, c.scaler,
+                                           c.criterion, c.device, epoch, c.progress, c.state.get("micro_batch", 0))
+    c.state["micro_batch"] = micro
+    return loss, acc, lr
+
+
+def stage_loader(c: Cycle, train_images, train_labels: list[int]):
+    """The network stage's DataLoader, built once per cycle (over the cached early output when there is one)."""
     cached = c.early is not None and c.early.cached
     if c.loader is None:
         dataset = frozen.EarlyFeatureSet(c.early.train, train_labels, c.early.mirrored) if cached else None
@@ -40,19 +52,19 @@ def fit_epoch(c: Cycle, epoch: int, train_images, train_labels: list[int]) -> tu
             rank_generator(c.cfg.seed + c.number, c.state["epoch"], distributed.rank())
         c.loader = train_loader(c.cfg, train_images, train_labels, c.device, generator, c.cfg.seed + c.number,
                                 dataset)
-    c.loader.sampler.set_epoch(epoch)  # a new order every epoch, the same on every rank and on resume
-    norm = nn.Identity() if cached else c.norm  # cached early output is already past the normalisation
-    loss, acc, lr, micro = train_one_epoch(c.forward, c.cfg, norm, c.loader, c.optimizer, c.scheduler, c.scaler,
-                                           c.criterion, c.device, epoch, c.progress, c.state.get("micro_batch", 0))
-    c.state["micro_batch"] = micro
-    return loss, acc, lr
+    return c.loader
+
+
+def stage_norm(c: Cycle) -> nn.Module:
+    """The normalisation the network stage applies: none over cached early output (it is already past it)."""
+    return nn.Identity() if c.early is not None and c.early.cached else c.norm
 
 
 def train_head_epoch(model, cfg: TrainConfig, feats, labels, optimizer, scheduler, criterion, generator, device,
                      batch_size: int | None = None):
     """One epoch of the head on cached backbone features, in batches of `batch_size` (default cfg.batch_size)."""
     head = head_of(model, cfg.arch).train()
-    order = torch.randperm(len(labels), generator=generator)
+    order = balance.epoch_order(labels, cfg.sampler, generator)
     total_loss, correct = 0.0, 0
     step = batch_size or cfg.batch_size
     for start in range(0, len(order), step):
@@ -142,17 +154,31 @@ def oom_note(cfg: TrainConfig, micro: int) -> str:
             f"accumulation steps (effective batch {cfg.batch_size})")
 
 
-def validate(c: Cycle, val_images, val_labels: list[int]) -> tuple[float, float]:
-    """Validation loss and accuracy (on cached features in the head stage)."""
+def validate(c: Cycle, val_images, val_labels: list[int]) -> tuple[float, float, dict]:
+    """Validation loss, accuracy, and the figures select_metric may choose by (on cached features in the head stage)."""
     y_val = torch.as_tensor(val_labels)
     if c.stage == "head":
         with torch.no_grad():
             logits = head_of(c.model, c.cfg.arch).eval()(c.feats[1]).cpu()
-        return float(nn.functional.cross_entropy(logits, y_val)), float((logits.argmax(1) == y_val).float().mean())
+        pred = logits.argmax(1)
+        return (float(nn.functional.cross_entropy(logits, y_val)), float((pred == y_val).float().mean()),
+                scores(y_val, pred, len(c.cfg.classes)))
     if c.early is not None and c.early.val is not None:
         probs = torch.from_numpy(frozen.rest_proba(c.early.rest, c.early.val, c.device))
     else:
         probs = torch.from_numpy(predict_proba(c.model, c.norm, val_images, c.device,
                                                workers=loader_workers(c.cfg, c.device)))
+    pred = probs.argmax(1)
     return (float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y_val)),
-            float((probs.argmax(1) == y_val).float().mean()))
+            float((pred == y_val).float().mean()), scores(y_val, pred, len(c.cfg.classes)))
+
+
+def scores(y: torch.Tensor, pred: torch.Tensor, n_classes: int) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the classes present) and macro F1 (over every class)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+    y, pred = y.numpy(), pred.numpy()
+    with warnings.catch_warnings():  # a class predicted but absent from validation: sklearn warns, the mean is right
+        warnings.simplefilter("ignore")
+        balanced = float(balanced_accuracy_score(y, pred))
+    return {"accuracy": float((y == pred).mean()), "balanced_accuracy": balanced,
+            "macro_f1": float(f1_score(y, pred, labels=list(range(n_classes)), average="macro", zero_division=0))}

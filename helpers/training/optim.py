@@ -35,17 +35,21 @@ def set_bn_eval(model: nn.Module) -> None:
             m.eval()
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, head_only: bool) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters, with a lower learning rate for the backbone than for the head."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig, head_only: bool,
+                   lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, with a lower learning rate for the backbone than for the head.
+
+    `lr` is the head's rate (default cfg.lr; with lr=auto, the range test's suggestion)."""
+    lr = float(cfg.lr if lr is None else lr)
     head_params = list(head_of(model, cfg.arch).parameters())
     head_ids = {id(p) for p in head_params}
-    groups = [{"params": head_params, "lr": cfg.lr}]
+    groups = [{"params": head_params, "lr": lr}]
     backbone = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
     if not head_only and backbone:
-        groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
+        groups.append({"params": backbone, "lr": lr * cfg.backbone_lr_scale})
     # The fused kernel (CPU and CUDA) does the whole update in one pass: 17 → 4 ms a step for Lite0 on 2 CPU cores.
     fused = next(iter(head_params)).device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from helpers.training import checkpoints, distributed
+from helpers.training import checkpoints, distributed, lrfind
 from helpers.training.config import TrainConfig
 from helpers.training.loop import oom_note
 from helpers.training.randomness import rng_state
@@ -18,11 +18,12 @@ def common_payload(c: Cycle) -> dict:
             "started_at": c.started_at, "init_from": c.init_from, "model": checkpoints.model_state(c.model)}
 
 
-def save_epoch(c: Cycle, epoch: int, val_acc: float, improved: bool, run_best: bool, finished: bool) -> None:
+def save_epoch(c: Cycle, epoch: int, val: dict, improved: bool, run_best: bool, finished: bool) -> None:
     """The cycle's best (and the run's best) when improved, then last.pt, which a resume starts from."""
     if improved:
-        checkpoints.save_best(c.run_dir, c.number, {**common_payload(c), "epoch": epoch, "val_accuracy": val_acc,
-                                                    "finished": True}, run_best)
+        checkpoints.save_best(c.run_dir, c.number, {**common_payload(c), "epoch": epoch,
+                                                    "val_accuracy": val["accuracy"], "val_scores": dict(val),
+                                                    "select_metric": c.cfg.select_metric, "finished": True}, run_best)
     save_last(c, finished)
 
 
@@ -56,13 +57,33 @@ def ledger_row(cfg: TrainConfig, cycle: int, started_at: str, state: dict, devic
             "arch": cfg.arch, "image_size": cfg.image_size, "epochs": max(0, state["epoch"] - cfg.head_epochs),
             "batch_size": cfg.batch_size, "best_epoch": state["best_epoch"] or "", "best_val_accuracy": best_val,
             "test_accuracy": "", "seconds": round(state["seconds"], 1), "init": cfg.init, "weights": cfg.weights,
-            "head_epochs": min(state["epoch"], cfg.head_epochs), "lr": cfg.lr, "stopped_early": stopped_early,
-            "note": note, "init_from": init_from}
+            "head_epochs": min(state["epoch"], cfg.head_epochs), "lr": _used_lr(cfg, state),
+            "stopped_early": stopped_early,
+            "note": note, "init_from": init_from, "select_metric": cfg.select_metric,
+            "best_val_balanced_accuracy": _rounded(state.get("best_scores", {}).get("balanced_accuracy")),
+            "best_val_macro_f1": _rounded(state.get("best_scores", {}).get("macro_f1")),
+            "class_weights": cfg.class_weights, "sampler": cfg.sampler,
+            "lr_found": lrfind.suggestion_note(state.get("lr_tests") or {})}
 
 
-def history_row(c: Cycle, epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float,
+def _used_lr(cfg: TrainConfig, state: dict) -> float | str:
+    """The head's rate the cycle trained with: `lr`, or the head range test's suggestion under lr=auto."""
+    if cfg.lr != "auto":
+        return cfg.lr
+    tests = state.get("lr_tests") or {}
+    return float(f"{tests['head']['suggestion']:.4g}") if "head" in tests else "auto"
+
+
+def _rounded(value: float | None) -> float | str:
+    """A figure for the ledger, or an empty cell."""
+    return "" if value is None else round(float(value), 5)
+
+
+def history_row(c: Cycle, epoch: int, train_loss: float, train_acc: float, val_loss: float, val: dict,
                 lr: float, seconds: float) -> dict:
     """One row of history.csv: an epoch's figures."""
     return {"cycle": c.number, "epoch": epoch, "train_loss": round(train_loss, 5),
-            "train_accuracy": round(train_acc, 5), "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5),
-            "lr": f"{lr:.3g}", "seconds": round(seconds, 2), "stage": c.stage}
+            "train_accuracy": round(train_acc, 5), "val_loss": round(val_loss, 5),
+            "val_accuracy": round(val["accuracy"], 5), "lr": f"{lr:.3g}", "seconds": round(seconds, 2),
+            "stage": c.stage, "val_balanced_accuracy": round(val["balanced_accuracy"], 5),
+            "val_macro_f1": round(val["macro_f1"], 5)}

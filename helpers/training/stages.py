@@ -14,16 +14,19 @@ from helpers.models.inference import extract_features
 from helpers.training import distributed, frozen
 from helpers.training.batches import loader_workers
 from helpers.training.config import TrainConfig
+from helpers.training import lrfind
 from helpers.training.optim import (
     make_optimizer,
     make_scheduler,
+    set_bn_eval,
     set_trainable,
     warmup_cosine,
 )
 from helpers.training.state import Cycle, Early
 
 
-def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images) -> None:
+def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images,
+                train_labels: list[int] | None = None) -> None:
     """On a stage change: what trains, a fresh optimizer and schedule (or the resumed ones), cached features."""
     if stage == c.stage:
         return
@@ -38,7 +41,9 @@ def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images) ->
     if stage == "full":  # DDP registers only what trains now, so wrap after set_trainable
         net = c.early.rest if c.early is not None else c.model
         c.forward = compiled(distributed.wrap(net, c.device), cfg, c.device, c.progress)
-    c.optimizer = make_optimizer(c.model, cfg, head_only)
+    if head_only and c.feats is None:
+        c.feats = head_features(c, train_images, val_images)
+    c.optimizer = make_optimizer(c.model, cfg, head_only, stage_lr(c, stage, train_images, val_images, train_labels))
     total = (cfg.head_epochs if head_only else cfg.epochs) * steps_per_epoch
     if head_only:
         c.scheduler = torch.optim.lr_scheduler.LambdaLR(c.optimizer, warmup_cosine(total, 0))
@@ -47,8 +52,56 @@ def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images) ->
     if c.resume and c.resume["state"]["epoch"] > 0 and c.resume.get("stage") == stage:
         c.optimizer.load_state_dict(c.resume["optimizer"])
         c.scheduler.load_state_dict(c.resume["scheduler"])
-    if head_only and c.feats is None:
-        c.feats = head_features(c, train_images, val_images)
+
+
+def stage_lr(c: Cycle, stage: str, train_images, val_images, train_labels) -> float:
+    """The head's learning rate in this stage: `lr`, or with lr=auto the range test's suggestion (run once).
+
+    The head stage's test (cheap, on cached features) sets both stages' rate; lr_find=both runs a second test on
+    the network stage. The tests are kept in the cycle's state, so a resumed cycle does not run them again.
+    """
+    cfg = c.cfg
+    if cfg.lr != "auto":
+        return float(cfg.lr)
+    tests = c.state.setdefault("lr_tests", {})
+    if "head" not in tests:
+        if c.feats is None:
+            c.feats = head_features(c, train_images, val_images)
+        tests["head"] = lrfind.head_test(c.model, cfg, c.feats[0], torch.as_tensor(train_labels),
+                                         lambda: make_optimizer(c.model, cfg, True, 1.0), c.criterion,
+                                         cfg.seed + c.number, c.device)
+        _say(c, "head", tests["head"])
+    if stage == "full" and cfg.lr_find == "both" and "full" not in tests:
+        tests["full"] = network_range_test(c, train_images, train_labels)
+        _say(c, "network", tests["full"])
+    return float(tests["full" if stage == "full" and "full" in tests else "head"]["suggestion"])
+
+
+def network_range_test(c: Cycle, train_images, train_labels: list[int]) -> dict:
+    """The range test on the network stage: its loader, loss, optimiser groups and frozen BatchNorm."""
+    from helpers.training import loop
+    cfg, device = c.cfg, c.device
+    loader = loop.stage_loader(c, train_images, train_labels)
+    norm, micro = loop.stage_norm(c), c.state.get("micro_batch", 0) or cfg.batch_size
+    scaler_state = c.scaler.state_dict()
+
+    def step(forward, x, y, optimizer) -> float:
+        c.model.train()
+        if cfg.freeze_bn:
+            set_bn_eval(c.model)
+        return loop.train_step(forward, norm, x.to(device), y.to(device), micro, optimizer, c.scaler, c.criterion,
+                               device)[0]
+    try:
+        return lrfind.network_test(c.model, c.forward, loader, lambda: make_optimizer(c.model, cfg, False, 1.0),
+                                   step)
+    finally:
+        c.scaler.load_state_dict(scaler_state)
+
+
+def _say(c: Cycle, stage: str, test: dict) -> None:
+    if c.progress:
+        print(f"lr=auto: {stage} range test over {test['steps']} steps suggests {test['suggestion']:.3g} "
+              f"({test['rule']})", flush=True)
 
 
 def stage_steps(stage: str, n_train: int, batch_size: int) -> int:
