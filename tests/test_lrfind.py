@@ -79,14 +79,15 @@ def test_notebook_03_with_lr_auto_records_both_suggestions_and_draws_them(make_d
     run = paths.run_dir("auto")
     data.split_for(run, str(make_dataset(per_class=10)), 42)
     papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "03_train.ipynb"), str(run / "03-out.ipynb"),
-                               parameters={"run_id": "auto", "arch": ARCH, "image_size": 32, "batch_size": 8,
+                               parameters={"run_id": "auto", "arch": "mobilenet_v3_small", "weights": "none",
+                                           "image_size": 32, "batch_size": 8,
                                            "epochs": 1, "head_epochs": 1, "device": "cpu", "lr": "auto",
                                            "lr_find": "both"},
                                cwd=str(paths.NOTEBOOKS_DIR), kernel_name=pipeline._kernel_name(), progress_bar=False)
     row = pd.read_csv(run / "cycles.csv").iloc[-1]
     head, network = (float(part.split()[1]) for part in row["lr_found"].split("; "))
     assert row["lr_found"].startswith("head ") and "; full " in row["lr_found"]
-    assert float(row["lr"]) == pytest.approx(head, rel=1e-3) and lrfind.START < network < lrfind.END
+    assert float(row["lr"]) == pytest.approx(head, rel=5e-3) and lrfind.START < network < lrfind.END  # 3 digits
     assert (run / "figures" / "lr_range_cycle-1.png").stat().st_size > 0
     history = pd.read_csv(run / "history.csv")
     assert float(history["lr"].iloc[-1]) < network  # the network stage decays from its own suggestion
