@@ -74,15 +74,16 @@ def _set_rates(optimizer: torch.optim.Optimizer, base: list[float], lr: float, r
 
 
 def head_test(model: nn.Module, cfg: TrainConfig, feats: torch.Tensor, labels: torch.Tensor, make_optimizer,
-              criterion, seed: int, device: torch.device, steps: int = STEPS) -> dict:
-    """The range test on the head stage's cached features; the head's weights are restored after it."""
+              criterion, seed: int, device: torch.device, steps: int = STEPS, batch_size: int | None = None) -> dict:
+    """The range test on the head stage's cached features, in the head stage's batches (default cfg.batch_size);
+    the head's weights are restored after it."""
     from helpers.training.loop import HEAD_DROPOUT
     head = head_of(model, cfg.arch)
     saved = copy.deepcopy(head.state_dict())
     optimizer = make_optimizer()
     base = [g["lr"] for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(seed)
-    batches = _cycled(lambda: balance.epoch_order(labels, cfg.sampler, generator), cfg.batch_size)
+    batches = _cycled(lambda: balance.epoch_order(labels, cfg.sampler, generator), batch_size or cfg.batch_size)
 
     def step(lr: float) -> float:
         _set_rates(optimizer, base, lr, base[0])

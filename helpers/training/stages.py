@@ -69,7 +69,8 @@ def stage_lr(c: Cycle, stage: str, train_images, val_images, train_labels) -> fl
             c.feats = head_features(c, train_images, val_images)
         tests["head"] = lrfind.head_test(c.model, cfg, c.feats[0], torch.as_tensor(train_labels),
                                          lambda: make_optimizer(c.model, cfg, True, 1.0), c.criterion,
-                                         cfg.seed + c.number, c.device)
+                                         cfg.seed + c.number, c.device,
+                                         batch_size=cfg.batch_size * distributed.world_size())  # global batches
         _say(c, "head", tests["head"])
     if stage == "full" and cfg.lr_find == "both" and "full" not in tests:
         tests["full"] = network_range_test(c, train_images, train_labels)
