@@ -62,6 +62,37 @@ def test_peak_memory_is_the_peak_not_what_is_left_after_it():
     assert memory.peak_mb() > 350 and memory.measure == measure.CPU_MEMORY
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="processes die with their parent through Linux prctl")
+def test_a_study_stopped_mid_measurement_leaves_no_measuring_process(tmp_path):
+    import os
+    import subprocess
+    script = tmp_path / "stopped.py"
+    script.write_text(
+        "import os, sys, threading, time\n"
+        "from helpers.research import measure\n"
+        "m = measure.Measurer()\n"
+        "request = {'kind': 'memory', 'arch': 'efficientnet-b4', 'image_size': 380, 'device': 'cpu',\n"
+        "           'batch_size': 16, 'num_classes': 10, 'threads': 1}\n"
+        "threading.Thread(target=m.run, args=(request,), daemon=True).start()\n"
+        "time.sleep(4)\n"
+        "print(m._server.pid, flush=True)\n"
+        "os._exit(0)  # as a kernel killed by a timeout: no close, no goodbye\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(measure.paths.PROJECT_ROOT)})
+    server = int(done.stdout.split()[-1])
+
+    def alive(pid: int) -> bool:  # a zombie waiting for init to reap it has ended
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+    deadline = time.time() + 10
+    while time.time() < deadline and alive(server):
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(server)], capture_output=True, text=True).stdout.split()
+    assert not alive(server) and not any(alive(int(c)) for c in children)
+
+
 def test_a_failed_measurement_names_the_architecture():
     with measure.Measurer() as measurer, pytest.raises(RuntimeError, match=r"measuring mobilenet_v3_small at 64 px"):
         measurer.run({"kind": "memory", "arch": "mobilenet_v3_small", "image_size": 64, "device": "cuda:99",

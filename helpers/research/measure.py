@@ -211,18 +211,22 @@ def _run_request(request: dict) -> dict:
     return measure(**request) if kind == "row" else memory_step(**request)
 
 
-def _serve() -> None:
-    """Answer each JSON request line on stdin from a forked child of this process, one JSON line each."""
+def _serve(parent: int) -> None:
+    """Answer each JSON request line on stdin from a forked child of this process, one JSON line each; end
+    with `parent` (the process that started this server)."""
+    _die_with_parent(parent)
     # Imported once here and inherited by every child; nothing runs on a tensor before the fork.
     import efficientnet_pytorch  # noqa: F401
     import torch.utils.flop_counter  # noqa: F401
     import torchvision.models  # noqa: F401
 
     from helpers.models import zoo as models  # noqa: F401
+    server = os.getpid()
     for line in sys.stdin:
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: a fresh process with the libraries loaded and nothing allocated
+            _die_with_parent(server)
             os.close(read_end)
             code = 0
             try:
@@ -241,6 +245,22 @@ def _serve() -> None:
                                            "(out of memory?)"})
         sys.stdout.write(payload + "\n")
         sys.stdout.flush()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: end this process when `parent` ends (a study stopped mid-way leaves no measurement running).
+
+    Linux signals when the parent's starting thread ends: a study starts and uses its Measurer in one thread.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent:  # the parent ended before the request to follow it took hold
+        os._exit(1)
 
 
 def _status_words(status: int) -> str:
@@ -290,7 +310,8 @@ class Measurer:
         else:
             if self._server is None:
                 self._stderr = tempfile.TemporaryFile()
-                self._server = subprocess.Popen([sys.executable, "-m", "helpers.research.measure", "--serve"],
+                self._server = subprocess.Popen([sys.executable, "-m", "helpers.research.measure", "--serve",
+                                                 str(os.getpid())],
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                                 text=True, cwd=paths.PROJECT_ROOT)
             self._server.stdin.write(json.dumps(request) + "\n")
@@ -363,8 +384,8 @@ def cached(request: dict, machine: dict, measurer: Measurer, reuse: bool) -> dic
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        _serve()
+    if sys.argv[1:2] == ["--serve"]:
+        _serve(int(sys.argv[2]))
     else:  # one measurement in this fresh interpreter (the fallback off Linux)
         try:
             print(json.dumps(_run_request(json.loads(sys.argv[1]))))
