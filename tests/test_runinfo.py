@@ -1,5 +1,6 @@
 """helpers.runinfo: params.json keeps every notebook's parameters, the real library versions and the real commit."""
 
+import os
 import platform
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ def test_commit_is_the_projects_head():
         head = git(paths.PROJECT_ROOT, "rev-parse", "HEAD")
     except subprocess.CalledProcessError:
         pytest.skip("the project is not a git checkout here (an unpacked archive)")
-    assert runinfo.git_commit() in (head, head + "+dirty")
+    assert runinfo.git_commit() in (head, head + "+dirty", head + "+unchecked")
 
 
 @needs_git
@@ -73,3 +74,20 @@ def test_commit_is_unknown_outside_git(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert runinfo.git_commit() == "unknown"
+
+
+@needs_git
+def test_a_slow_git_status_keeps_the_commit(tmp_path, monkeypatch):
+    """A git that answers rev-parse but hangs on status: the commit is kept, marked unchecked."""
+    real = shutil.which("git")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text(f'#!/bin/sh\nif [ "$1" = status ]; then sleep 5; fi\nexec {real} "$@"\n')
+    (fake / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setattr(runinfo, "GIT_TIMEOUT_S", 1.0)
+    try:
+        head = git(paths.PROJECT_ROOT, "rev-parse", "HEAD")
+    except subprocess.CalledProcessError:
+        pytest.skip("the project is not a git checkout here (an unpacked archive)")
+    assert runinfo.git_commit() == head + "+unchecked"

@@ -27,16 +27,29 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+# How long git may take: a fresh checkout on a busy machine refreshes its index before `git status` answers.
+GIT_TIMEOUT_S = 120.0
+
+
 def git_commit() -> str:
-    """The project's current commit (with '+dirty' when the tree has changes), or 'unknown'."""
+    """The project's commit, '+dirty' when a tracked file changed, '+unchecked' when git could not say in time."""
+    def git(*args: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
+
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
+        head = git("rev-parse", "HEAD", timeout=GIT_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    if head.returncode != 0:
+        return "unknown"  # not a git checkout (an unpacked archive) or git refuses the directory
+    sha = head.stdout.strip()
+    try:
+        status = git("status", "--porcelain", "--untracked-files=no", timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return sha + "+unchecked"
+    if status.returncode != 0:
+        return sha + "+unchecked"
+    return sha + ("+dirty" if status.stdout.strip() else "")
 
 
 def record(run_id: str, notebook: str, params: dict[str, Any], **resolved: Any) -> Path:
