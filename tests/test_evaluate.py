@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from helpers.evaluation import evaluate
+from helpers.evaluation import evaluate, summary
 from helpers.evaluation.evaluate import EvaluationError
 
 
@@ -188,10 +188,10 @@ def test_cycles_are_chosen_on_validation_compared_paired_and_written_together(tm
     a, b = (mine["pred"] == mine["label"]).to_numpy(), (prev["pred"] == prev["label"]).to_numpy()
     assert pc["other_cycle"] == best_cycle and pc["mcnemar"] == stats.mcnemar_exact(a, b)
     assert pc["difference"] == pytest.approx(second["test_accuracy"] - first["test_accuracy"])
-    overview = evaluate.cycles_overview(run).set_index("cycle")
+    overview = summary.cycles_overview(run).set_index("cycle")
     assert overview.loc[other, "role"] == "evaluated" and overview.loc[best_cycle, "role"] == "not used for selection"
     assert bool(overview.loc[best_cycle, "selected"]) and not bool(overview.loc[other, "selected"])
-    assert not evaluate.evaluation_summary(second).empty
+    assert not summary.evaluation_summary(second).empty
     from helpers.reporting import report
     text = report.render("pair", "en")
     assert f"Evaluated cycle {other} as asked (cycle={other}); the run's best by validation is cycle {best_cycle}" \

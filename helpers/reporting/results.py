@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from helpers.evaluation.summary import cycles_overview
 from helpers.reporting.sections import Run, given, pct
 from helpers.reporting.texts import translate
 
@@ -122,9 +123,6 @@ def results(run: Run) -> dict:
     out = {"cycles_table": "", "final": "", "auc": [], "evaluation": [], "per_class": "", "confused": ""}
     cycles = run.read("cycles.csv")
     if cycles is not None and len(cycles):
-        from helpers.evaluation.evaluate import (
-            cycles_overview,  # which test figure is the evaluated model's, which cycle was selected (needs torch)
-        )
         table = cycles_table(cycles, run.t, cycles_overview(run.dir))
         out["cycles_table"] = table.to_markdown(index=False, colalign=["center"] * table.shape[1])
     metrics = run.read("metrics.json")
