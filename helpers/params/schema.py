@@ -157,7 +157,8 @@ SCHEMA: list[Param] = [
     P("research_batch_size", int, 8, ("01_research",), "batch of 01's throughput and training-step measurements",
       minimum=1),
     P("research_repeats", int, 5, ("01_research",),
-      "01 times each figure up to this many runs after a warm-up (fewer when one run takes over 2 s)", minimum=1),
+      "01 times each figure up to this many runs after a warm-up (fewer when they would take over about 1.5 s "
+      "in all)", minimum=1),
     P("research_reuse", bool, True, ("01_research",),
       "01 reuses figures measured earlier on this machine with the same torch, device, threads and settings"),
     P("research_memory_batches", str, "8,16", ("01_research",),

@@ -32,8 +32,9 @@ from helpers.utils import cpuload, files, paths
 # Bump when what a measurement does changes: cached figures of another version are never reused.
 MEASURE_VERSION = 3
 # A measurement is timed up to `repeats` times after a warm-up run, but within about this many seconds:
-# a network whose one run takes longer is timed fewer times, down to its single (warm-up) run.
-RUN_BUDGET_S = 2.0
+# a network whose one run takes longer is timed fewer times, down to its single (warm-up) run. 1.5 s keeps
+# the default study (nine networks, three figures each) within two minutes on 2 CPU cores.
+RUN_BUDGET_S = 1.5
 CPU_MEMORY = "peak RSS increase of a fresh process"
 CUDA_MEMORY = "torch.cuda.max_memory_allocated"
 
