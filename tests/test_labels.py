@@ -160,6 +160,11 @@ def test_02_finds_flipped_labels_and_exclude_train_leaves_only_training_ones_out
     text = json.dumps([o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
                        for o in c.outputs])
     assert f"left out of training: {len(excluded)} (label_issues=exclude_train)" in text
+    from helpers.reporting import report as reporting, texts
+    words = texts.strings("ru")["report"]
+    written = reporting.render("flips", "ru")
+    assert f"### {words['labels_title']}" in written and "(label_issues.png)" in written  # the report's gallery
+    assert words["labels_excluded"].format(n=len(excluded)) in written
 
 
 def test_a_bad_label_issues_value_is_one_sentence():

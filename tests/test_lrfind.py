@@ -91,6 +91,10 @@ def test_notebook_03_with_lr_auto_records_both_suggestions_and_draws_them(make_d
     assert (run / "figures" / "lr_range_cycle-1.png").stat().st_size > 0
     history = pd.read_csv(run / "history.csv")
     assert float(history["lr"].iloc[-1]) < network  # the network stage decays from its own suggestion
+    from helpers.reporting import report
+    written = report.render("auto", "en")
+    assert f"Cycle 1: lr found by a range test (lr=auto): {row['lr_found']}." in written
+    assert "(lr_range_cycle-1.png)" in written
 
 
 def test_lr_auto_in_a_bad_spelling_is_one_sentence():

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.reporting import plots
+from helpers.reporting import diagnostics, plots
 
 matplotlib.use("Agg")
 
@@ -100,7 +100,18 @@ def _figures(lang: str) -> dict:
         "research": plots.research_scatter(study, lang=lang),
         "sizes": plots.size_distribution({"image_sizes": [["512x512", 30], ["640x480", 5], ["28x28", 1]]}, lang=lang),
         "runs": plots.runs_comparison(cycles, lang=lang),
+        "label_issues": diagnostics.label_issue_gallery(images, [f"{t} (0.03)" for t in titles], lang=lang),
+        "label_issues_none": diagnostics.label_issue_gallery([], [], lang=lang),
+        "lr_range": diagnostics.lr_range_figure({stage: _range_test(rng) for stage in ("head", "full")}, lang=lang),
     }
+
+
+def _range_test(rng) -> dict:
+    """A range test's record as helpers.training.lrfind keeps it: a valley between 1e-4 and 1e-2."""
+    lrs = np.geomspace(1e-6, 1.0, 100)
+    smoothed = 2.0 - 1.5 * np.exp(-((np.log10(lrs) + 3) ** 2) / 2) + np.where(lrs > 0.1, 10 * lrs, 0)
+    return {"lrs": lrs, "losses": smoothed + rng.normal(0, 0.05, lrs.size), "smoothed": smoothed,
+            "suggestion": 1e-3, "steps": 100, "rule": "valley (fastai)"}
 
 
 @pytest.mark.parametrize("lang", ["ru", "en"])

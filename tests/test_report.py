@@ -87,14 +87,17 @@ def test_every_table_number_equals_its_artifact():
         "split_totals": {"train": 27, "val": 7, "test": 6}, "skipped": [{"path": "cat/x.jpg", "reason": "zero-byte file"}],
         "duplicate_groups": [], "conflicting_duplicates": [], "image_sizes": [["28x28", 40]], "fingerprint": "f" * 64})
     metrics = files.read_json(run / "metrics.json")
-    metrics["per_class"] = {"cat": {"precision": 0.9876, "recall": 0.5, "f1": 0.6639, "support": 3},
+    metrics["per_class"] = {"cat": {"precision": 0.9876, "recall": 0.5, "recall_ci95": [0.0944, 0.9055],
+                                    "f1": 0.6639, "support": 3},
                             "dog": {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 3}}
     files.write_json(run / "metrics.json", metrics)
     text = report.render("r", "en")
     counts = [line for line in text.splitlines() if line.startswith("| dog") and line.count("|") == 6]
     assert [c.strip() for c in counts[0].split("|")[2:-1]] == ["13", "4", "3", "20"]
-    per_class = [line for line in text.splitlines() if line.startswith("| cat") and "0.988" in line]
-    assert [float(c) for c in per_class[0].split("|")[2:-1]] == [0.988, 0.5, 0.664, 3]
+    per_class = [[c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()
+                 if line.startswith(("| cat", "| dog")) and line.count("|") == 7]
+    assert per_class == [["0.988", "0.500", "0.094 – 0.905", "0.664", "3"],
+                         ["0.667", "1.000", "–", "0.800", "3"]]  # an older metrics.json without intervals: a dash
     assert "27 / 7 / 6" in text and "Files skipped: 1" in text and "70/15/15" in text
     assert "`ffffffffffffffff`" in text
 
@@ -260,3 +263,70 @@ def test_a_test_split_of_one_class_says_why_there_is_no_roc_in_both_languages():
     ru, en = plots.roc_figure(curves, "ru"), plots.roc_figure(curves, "en")
     assert ru.axes[0].texts[0].get_text().replace("\n", " ").startswith("ROC не построена: в тестовой выборке только")
     assert en.axes[0].texts[0].get_text().replace("\n", " ").startswith("no ROC: the test split holds only class")
+
+
+def _with_data_quality(run_id="dq"):
+    """A full run whose 02 searched labels (exclude_train) on lopsided classes, whose 03 found its lr and chose
+    by balanced accuracy, and whose 04 wrote balanced accuracy and recall intervals."""
+    run = _every_artifact(run_id)
+    data = files.read_json(run / "data_report.json")
+    data["imbalance"] = {"largest": "dog", "largest_n": 210, "smallest": "cat", "smallest_n": 20, "ratio": 10.5,
+                         "threshold": 3.0, "imbalanced": True}
+    data["label_issues"] = {
+        "mode": "exclude_train", "method": "cleanlab 2.7 find_label_issues on 5-fold logistic regression",
+        "n_flagged": 7, "out_of_fold_accuracy": 0.8734,
+        "per_class": {"cat": {"images": 20, "flagged": 3}, "dog": {"images": 210, "flagged": 4}},
+        "by_split": {"test": 1, "train": 5, "val": 1},
+        "excluded": [{"path": f"dog/{i}.png", "label": "dog", "split": "train"} for i in range(5)],
+        "n_outliers": 2, "n_near_duplicates": 3,
+        "notes": ["class 'cat': every training image was flagged; none left out, check this class by hand"]}
+    files.write_json(run / "data_report.json", data)
+    cycles = pd.read_csv(run / "cycles.csv")
+    cycles["lr_found"] = ["", "head 0.00312; full 0.000412"]
+    files.write_csv(run / "cycles.csv", cycles)
+    metrics = files.read_json(run / "metrics.json")
+    metrics.update({"select_metric": "balanced_accuracy", "balanced_accuracy": 0.8123,
+                    "balanced_accuracy_ci95": [0.7456, 0.8789],
+                    "selection": {"val_accuracy": 0.9311, "val_scores": {"accuracy": 0.9311,
+                                                                          "balanced_accuracy": 0.9012},
+                                  "run_best_cycle": 2}})
+    metrics["per_class"]["cat"]["recall_ci95"] = [0.1234, 0.8766]
+    files.write_json(run / "metrics.json", metrics)
+    params = files.read_json(run / "params.json")
+    params["notebooks"]["03_train"]["parameters"].update(class_weights="balanced", sampler="shuffle",
+                                                          select_metric="balanced_accuracy", lr="auto")
+    files.write_json(run / "params.json", params)
+    for name in ("label_issues.png", "lr_range_cycle-2.png"):
+        (run / "figures").mkdir(exist_ok=True)
+        (run / "figures" / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+    return run
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_label_issues_imbalance_and_the_found_lr_reach_both_reports(lang):
+    _with_data_quality()
+    text = report.write_report("dq", lang).read_text()
+    words = texts.strings(lang)["report"]
+    for number in ["10.5:1", "**7** из 230" if lang == "ru" else "**7** of 230", "87.34%",
+                   "cleanlab 2.7 find_label_issues", "0.8123", "0.7456", "0.8789", "90.12%", "0.123 – 0.877",
+                   "head 0.00312; full 0.000412"]:
+        assert number in text, number
+    flagged = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
+               if line.startswith(("| cat", "| dog")) and line.count("|") == 4 and line.split("|")[2].strip().isdigit()]
+    assert flagged == [["cat", "20", "3"], ["dog", "210", "4"]]
+    assert ("тренировка 5, валидация 1, тест 1" if lang == "ru" else "train 5, val 1, test 1") in text
+    assert words["labels_excluded"].format(n=5) in text  # what was left out, and that val/test never are
+    assert words["imbalance_yes"].format(threshold="3") in text
+    assert words["values"]["balanced_accuracy"] in text  # the figure that chose the run's best is named
+    assert f"![{words['fig_labels']}](label_issues.png)" in text
+    assert f"![{words['fig_lr'].format(cycle=2)}](lr_range_cycle-2.png)" in text
+    assert "lr_range_cycle-1.png" not in text  # cycle 1 ran without the finder: no figure, no broken link
+    if lang == "ru":
+        assert "every training image was flagged" not in text  # 02's English note is translated
+
+
+def test_a_run_without_label_search_or_lr_finder_shows_neither():
+    _every_artifact("plain")
+    text = report.render("plain", "en")
+    words = texts.strings("en")["report"]
+    assert words["labels_title"] not in text and "lr_range" not in text and "Class ratio" not in text

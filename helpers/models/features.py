@@ -1,7 +1,8 @@
 """Pooled backbone features of the pretrained network, cached on disk per (image content hash, arch, size).
 
-02's label-issue search computes them for every image; 03's head stage reads the train and val rows back instead
-of running the frozen backbone again, and a rerun computes only the images it has not seen. A store is a folder
+02's label-issue search computes them for every image, and a rerun (or another run on the same images) computes
+only the images it has not seen. 03 computes its own: its head stage starts from the frozen early layers' cached
+output, which the network stage needs anyway. A store is a folder
 `data/cache/features/<arch>-<size>px-<weights>-<version>/` of shards (`.npz`: sha256 and features), each written
 atomically, so a kill never leaves half a shard and two writers at worst compute the same rows twice.
 """

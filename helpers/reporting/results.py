@@ -16,7 +16,7 @@ from helpers.reporting.texts import translate
 def cycles_table(cycles: pd.DataFrame, t: dict, overview: pd.DataFrame | None = None) -> pd.DataFrame:
     """The write-up's table of training cycles from cycles.csv, with each cycle's selection figure (validation).
 
-    `overview` (helpers.evaluation.evaluate.cycles_overview) says which test figure is the evaluated model's;
+    `overview` (helpers.evaluation.summary.cycles_overview) says which test figure is the evaluated model's;
     another cycle's test figure is marked as not used for selection.
     """
     roles = {} if overview is None else dict(zip(overview["cycle"], overview["role"]))
@@ -64,12 +64,18 @@ def _auc(metrics: dict, t: dict) -> list[str]:
 
 
 def _selection(metrics: dict, t: dict) -> list[str]:
-    """How the evaluated model was chosen, and the bootstrap intervals of macro F1 and ROC AUC."""
-    lines, sel = [], metrics.get("selection")
+    """How the evaluated model was chosen, then balanced accuracy, macro F1 and ROC AUC with bootstrap intervals."""
+    lines, sel, words = [], metrics.get("selection"), t.get("values", {})
     if sel:
-        lines.append(t["sel_val"].format(cycle=metrics["cycle"], val=pct(sel["val_accuracy"] or 0))
+        metric = metrics.get("select_metric", "accuracy")
+        val = (sel.get("val_scores") or {}).get(metric, sel["val_accuracy"] if metric == "accuracy" else None)
+        lines.append(t["sel_val"].format(cycle=metrics["cycle"], metric=words.get(metric, metric),
+                                         val=pct(val) if val is not None else "–")
                      if metrics.get("selected_by") == "validation" else
                      t["sel_param"].format(cycle=metrics["cycle"], best=sel.get("run_best_cycle") or "?"))
+    if metrics.get("balanced_accuracy_ci95"):
+        lo, hi = metrics["balanced_accuracy_ci95"]
+        lines.append(t["bal_acc"].format(ba=f"{metrics['balanced_accuracy']:.4f}", lo=f"{lo:.4f}", hi=f"{hi:.4f}"))
     if metrics.get("macro_f1_ci95"):
         lo, hi = metrics["macro_f1_ci95"]
         lines.append(t["f1_ci"].format(f1=f"{metrics['macro_f1']:.4f}", lo=f"{lo:.4f}", hi=f"{hi:.4f}"))
@@ -109,12 +115,15 @@ def _paired(metrics: dict, t: dict, run: Run) -> list[str]:
 
 def _per_class(metrics: dict, t: dict) -> dict:
     """The per-class table and the most confused pairs, as markdown."""
-    per_class = pd.DataFrame([[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
-                              for c, v in metrics["per_class"].items()], columns=t["per_class_head"])
+    def ci(v: dict) -> str:
+        lo, hi = v.get("recall_ci95") or (None, None)
+        return "–" if lo is None else f"{lo:.3f} – {hi:.3f}"
+    per_class = pd.DataFrame([[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", ci(v), f"{v['f1']:.3f}",
+                               v["support"]] for c, v in metrics["per_class"].items()], columns=t["per_class_head"])
     confused = pd.DataFrame(metrics.get("most_confused", [])[:5], columns=["true", "pred", "count"])
     confused = confused.set_axis(t["confused_head"], axis=1)
     return {"per_class": per_class.to_markdown(index=False, disable_numparse=True,
-                                               colalign=["left"] + ["right"] * 4) if len(per_class) else "",
+                                               colalign=["left"] + ["right"] * 5) if len(per_class) else "",
             "confused": confused.to_markdown(index=False) if len(confused) else ""}
 
 

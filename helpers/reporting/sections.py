@@ -113,6 +113,36 @@ def _read_as(run: Run, data: dict, limit: int = 20) -> dict:
             "skipped_table": skipped.to_markdown(index=False) if len(skipped) else ""}
 
 
+def _imbalance(run: Run, report: dict) -> str:
+    """The largest-to-smallest class ratio in a sentence, and the suggestion past the threshold (02's balance)."""
+    imb, t = report.get("imbalance") or {}, run.t
+    if not imb.get("ratio"):
+        return ""
+    said = t["imbalance"].format(largest=imb["largest"], ln=imb["largest_n"], smallest=imb["smallest"],
+                                 sn=imb["smallest_n"], ratio=f"{imb['ratio']:.1f}")
+    return said + " " + t["imbalance_yes" if imb["imbalanced"] else "imbalance_no"].format(threshold=f"{imb['threshold']:g}")
+
+
+def _label_issues(run: Run, report: dict) -> dict:
+    """02's label-issue search: how many were flagged per class and split, the method, what was left out."""
+    found, t = report.get("label_issues"), run.t
+    if not found:
+        return {}
+    per_class = pd.DataFrame([[c, v["images"], v["flagged"]] for c, v in found["per_class"].items()],
+                             columns=t["labels_head"])
+    by_split = found.get("by_split", {})
+    splits = ", ".join(f"{run.word('roles', s)} {by_split[s]}" for s in ("train", "val", "test") if s in by_split) or "–"
+    total = sum(int(v["images"]) for v in found["per_class"].values())
+    reasons = run.words["phrases"]["reasons"]
+    lines = [t["labels_found"].format(n=found["n_flagged"], total=total, splits=splits,
+                                      oof=pct(found.get("out_of_fold_accuracy") or 0)),
+             t["labels_excluded"].format(n=len(found.get("excluded", []))) if found.get("mode") == "exclude_train"
+             else t["labels_report"],
+             t["labels_hints"].format(outliers=found.get("n_outliers", 0), near=found.get("n_near_duplicates", 0))]
+    lines += [translate(n, reasons, run.lang) for n in found.get("notes", [])]
+    return {"lines": lines, "method": found["method"], "table": per_class.to_markdown(index=False)}
+
+
 def data(run: Run) -> dict | None:
     """Section 2: the dataset, its split per class, notes, leaks, how it was read (None before 02 ran)."""
     report = run.read("data_report.json")
@@ -127,7 +157,8 @@ def data(run: Run) -> dict | None:
             "leaks": t["leaks"].format(n=len(report["leaks"])) if report.get("leaks") else "",
             "group_leaks": t["group_leaks"].format(n=len(report["group_leaks"]), column=report["groups"]["column"])
             if report.get("group_leaks") else "",
-            "unlabelled": f"{t['unlabelled']}: {unlabelled}" if unlabelled else ""} | _read_as(run, report)
+            "unlabelled": f"{t['unlabelled']}: {unlabelled}" if unlabelled else "",
+            "imbalance": _imbalance(run, report), "label_issues": _label_issues(run, report)} | _read_as(run, report)
 
 
 def _recipe(run: Run) -> str:
@@ -152,12 +183,20 @@ def model(run: Run) -> dict | None:
     facts = [f"{t['arch']}: `{last['arch']}`", f"{t['weights']}: `{last['weights']}`",
              f"{t['image_size']}: {int(last['image_size'])}×{int(last['image_size'])} px",
              f"{t['batch']}: {int(last['batch_size'])}"]
-    recipe = _recipe(run)
+    recipe, rec = _recipe(run), run.parameters("03_train")
+    balance = t["balance_recipe"].format(weights=run.word("values", rec.get("class_weights", "none")),
+                                         sampler=run.word("values", rec.get("sampler", "shuffle")),
+                                         metric=run.word("values", rec.get("select_metric", "accuracy"))) if rec else ""
     lines = [t["cycle_line"].format(cycle=int(c["cycle"]), best_epoch=int(c["best_epoch"]),
                                     val=pct(c["best_val_accuracy"]))
              if given(c.get("best_val_accuracy")) and given(c.get("best_epoch"))
              else t["cycle_no_val"].format(cycle=int(c["cycle"])) for _, c in cycles.iterrows()]
-    return {"facts": facts + ([f"{t['recipe']}: {recipe}"] if recipe else []), "cycles": lines}
+    found = [t["lr_found"].format(cycle=int(c["cycle"]), note=c["lr_found"]) for _, c in cycles.iterrows()
+             if given(c.get("lr_found"))]
+    return {"facts": facts + ([f"{t['recipe']}: {recipe}"] if recipe else []) + ([balance] if balance else []),
+            "cycles": lines + found,
+            "lr_figures": [(f"lr_range_cycle-{int(c['cycle'])}.png", t["fig_lr"].format(cycle=int(c["cycle"])))
+                           for _, c in cycles.iterrows()]}
 
 
 def provenance(run: Run) -> list[str]:
