@@ -77,6 +77,11 @@ def test_feature_set_draws_the_mirror_half_the_time_as_random_flip_does():
     marker = torch.tensor([[[0.0, 1.0]]])
     flips = [float(flip(marker)[0, 0, 0] == 1.0) for _ in range(400)]
     assert draws == flips  # the very same draws, in the same order, as the uncached path's transform
+    torch.manual_seed(3)
+    from helpers.data.imagecache import whole_batch
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, collate_fn=whole_batch,  # as 03 reads it: whole batches
+                                         generator=torch.Generator())
+    assert torch.cat([x for x, _ in loader]).flatten().tolist() == draws
     assert 150 < sum(draws) < 250
     assert all(float(frozen.EarlyFeatureSet(plain, [0] * 400)[i][0]) == 0.0 for i in range(10))
 

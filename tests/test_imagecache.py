@@ -94,3 +94,28 @@ def test_a_cycle_trains_from_images_decoded_by_persistent_workers(tmp_path):
     opts = imagecache.loader_options(2, torch.device("cuda"))
     assert opts == {"num_workers": 2, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4}
     assert imagecache.loader_options(0, torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+
+
+def test_the_training_loader_reads_whole_batches_with_the_flips_of_the_image_by_image_path(tmp_path):
+    from torchvision.transforms import v2
+
+    from helpers.training.batches import train_loader
+    from helpers.training.config import TrainConfig
+    frame = _split(tmp_path, n=10, size=(24, 16))
+    cached, labels = imagecache.split_arrays(frame, ["a", "b"], "train", 12, cache="on", cache_root=tmp_path / "c")
+    decoded, _ = imagecache.split_arrays(frame, ["a", "b"], "train", 12, cache="off")
+    cfg = TrainConfig(arch="mobilenet_v3_small", classes=["a", "b"], image_size=12, batch_size=4, augment="flip",
+                      weights="none", workers=0)
+    for images in (cached, decoded):
+        loader = train_loader(cfg, images, labels, torch.device("cpu"), torch.Generator().manual_seed(1), 7)
+        loader.sampler.set_epoch(2)
+        order = list(loader.sampler)
+        torch.manual_seed(5)
+        got = list(loader)
+        assert [len(y) for _, y in got] == [4, 4, 2]
+        torch.manual_seed(5)
+        flip = v2.RandomHorizontalFlip()  # what each image drew before batches were read whole
+        expected = torch.stack([flip(torch.from_numpy(np.array(cached[i]))) for i in order])
+        assert torch.equal(torch.cat([x for x, _ in got]), expected)
+        assert torch.cat([y for _, y in got]).tolist() == [labels[i] for i in order]
+        assert not torch.equal(expected, torch.from_numpy(cached[order]))  # some images were mirrored

@@ -170,6 +170,20 @@ class CachedImages(Dataset):
             x = self.transform(x)
         return x, self.labels[i]
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch (DataLoader asks for it so): one read of the cache, one transform call when batched."""
+        # one fancy-indexed copy out of the memory map (DecodedImages decodes the listed files)
+        x = torch.from_numpy(np.asarray(self.images[np.asarray(indices)]))
+        if self.transform is not None:
+            x = self.transform(x) if getattr(self.transform, "batched", False) else \
+                torch.stack([self.transform(image) for image in x])
+        return x, self.labels[indices]
+
+
+def whole_batch(batch):
+    """DataLoader's collate_fn for datasets whose __getitems__ already returns the batch's tensors."""
+    return batch
+
 
 def loader_options(workers: int, device: torch.device) -> dict:
     """DataLoader options that keep a device fed: pinned memory on CUDA; persistent, prefetching workers."""

@@ -20,11 +20,24 @@ MAX_WORKERS = 8
 CROP_SCALE = (0.7, 1.0)
 
 
+class BatchFlip:
+    """Mirror each image of a uint8 NCHW batch with p = 0.5: RandomHorizontalFlip's draw, once per batch."""
+
+    batched = True  # CachedImages hands it the whole batch
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # one CHW image
+            return x.flip(-1) if torch.rand(1) < 0.5 else x
+        flip = torch.rand(len(x)) < 0.5  # torch's global generator, as RandomHorizontalFlip draws
+        x[flip] = x[flip].flip(-1)
+        return x
+
+
 def make_transform(augment: str, size: int):
-    """Train-time augmentation on uint8 CHW tensors (torchvision transforms v2), or None."""
+    """Train-time augmentation on uint8 tensors (a batch for flip, each CHW image for crop), or None."""
     from torchvision.transforms import v2
     if augment == "flip":
-        return v2.RandomHorizontalFlip()
+        return BatchFlip()
     if augment == "crop":
         return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomResizedCrop(size, scale=CROP_SCALE, antialias=True)])
     return None
@@ -52,5 +65,6 @@ def train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.devi
         sampler = balance.BalancedSampler(labels, distributed.world_size(), distributed.rank(), seed)
     else:
         sampler = distributed.sampler(dataset, seed)
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+    # Each batch is read in one call (the datasets' __getitems__), not image by image and stacked.
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=imagecache.whole_batch,
                       generator=generator, **imagecache.loader_options(workers, device))

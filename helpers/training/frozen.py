@@ -158,6 +158,14 @@ class EarlyFeatureSet(Dataset):
             return self.mirrored[i], self.labels[i]
         return self.plain[i], self.labels[i]
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch in one indexing (DataLoader asks for it so), with the same draws image by image."""
+        idx = torch.as_tensor(indices)
+        if self.mirrored is None:
+            return self.plain[idx], self.labels[idx]
+        flip = (torch.rand(len(idx)) < 0.5).view(-1, *[1] * (self.plain.dim() - 1))
+        return torch.where(flip, self.mirrored[idx], self.plain[idx]), self.labels[idx]
+
 
 @torch.no_grad()
 def rest_proba(rest: Rest, feats: torch.Tensor, device: torch.device, batch_size: int = 64) -> np.ndarray:
