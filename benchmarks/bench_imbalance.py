@@ -71,13 +71,23 @@ def main() -> None:
     device = torch.device("cpu")
     print("| seed | " + " | ".join(f"{v}: val / test balanced accuracy" for v in VARIANTS) + " |")
     print("|---|" + "---|" * len(VARIANTS))
+    figures: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     for seed in args.seeds:
         frame, classes = lopsided(args.ratio, seed)
         cells = []
-        for extra in VARIANTS.values():
+        for name, extra in VARIANTS.items():
             val, test, seconds = one(frame, classes, seed, extra, args, device)
+            figures[name].append((val, test))
             cells.append(f"{val:.4f} / {test:.4f} ({seconds:.0f} s)")
         print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)
+    print("| mean ± sd | " + " | ".join(spread(f) for f in figures.values()) + " |")
+
+
+def spread(pairs: list[tuple[float, float]]) -> str:
+    """Mean ± standard deviation over seeds of the validation and the test figure."""
+    val, test = np.asarray(pairs).T
+    sd = (lambda a: a.std(ddof=1) if len(a) > 1 else 0.0)
+    return f"{val.mean():.4f} ± {sd(val):.4f} / {test.mean():.4f} ± {sd(test):.4f}"
 
 
 if __name__ == "__main__":

@@ -116,7 +116,9 @@ def bare_step_rate(model: nn.Module, arch: str, images, labels: torch.Tensor, ba
     for epoch in range(epochs):
         t0 = time.perf_counter()
         for s in range(0, len(labels), batch):
-            x, y = torch.as_tensor(np.asarray(images[s:s + batch])).to(device), labels[s:s + batch].to(device)
+            x = images[s:s + batch]
+            x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))  # a copy out of the memory map
+            x, y = x.to(device), labels[s:s + batch].to(device)
             with autocast(device):
                 loss = nn.functional.cross_entropy(model(norm(x).contiguous(memory_format=torch.channels_last)).float(),
                                                    y)

@@ -119,3 +119,10 @@ def test_the_training_loader_reads_whole_batches_with_the_flips_of_the_image_by_
         assert torch.equal(torch.cat([x for x, _ in got]), expected)
         assert torch.cat([y for _, y in got]).tolist() == [labels[i] for i in order]
         assert not torch.equal(expected, torch.from_numpy(cached[order]))  # some images were mirrored
+
+
+def test_cached_images_still_collate_image_by_image_in_a_plain_loader(tmp_path):
+    frame = _split(tmp_path, n=4)
+    cached, labels = imagecache.split_arrays(frame, ["a", "b"], "train", 8, cache="on", cache_root=tmp_path / "c")
+    x, y = next(iter(torch.utils.data.DataLoader(imagecache.CachedImages(cached, labels), batch_size=4)))
+    assert torch.equal(x, torch.from_numpy(cached)) and y.tolist() == labels

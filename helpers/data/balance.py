@@ -8,7 +8,8 @@ from typing import Iterable
 # Past a largest/smallest ratio of 3, 02 suggests class_weights=balanced and sampler=balanced. Below it the
 # inverse-frequency weights differ by less than 3x, so weighting changes little, and plain accuracy still gives
 # the smallest class at least a quarter of the say of the largest; HAM10000 (58x) is far past it, the committed
-# sample (1x) far below. benchmarks/bench_imbalance.py measures what weighting does at a ratio of 10.
+# sample (1x) far below. The sampler comes first: at a ratio of 10, benchmarks/bench_imbalance.py found it ahead of
+# plain training on every seed's validation balanced accuracy, and the class weights not (README).
 IMBALANCE_THRESHOLD = 3.0
 
 
@@ -24,8 +25,8 @@ def imbalance(labels: Iterable[str], threshold: float = IMBALANCE_THRESHOLD) -> 
     sentence = (f"largest class {largest!r} has {counts[largest]} images, smallest {smallest!r} {counts[smallest]}: "
                 f"ratio {ratio:.1f}")
     if imbalanced:
-        sentence += (f", at or past {threshold:g}: consider 03 with class_weights=balanced or sampler=balanced, and "
-                     "select_metric=balanced_accuracy (plain accuracy rewards predicting the large classes)")
+        sentence += (f", at or past {threshold:g}: consider 03 with sampler=balanced (or class_weights=balanced), "
+                     "and select_metric=balanced_accuracy (plain accuracy rewards predicting the large classes)")
     else:
         sentence += f", below {threshold:g}: plain training and accuracy are fine"
     return {"largest": largest, "largest_n": counts[largest], "smallest": smallest, "smallest_n": counts[smallest],

@@ -170,6 +170,10 @@ class CachedImages(Dataset):
             x = self.transform(x)
         return x, self.labels[i]
 
+
+class CachedBatches(CachedImages):
+    """CachedImages read a batch at a time: a DataLoader over it needs collate_fn=whole_batch (03's loader)."""
+
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch (DataLoader asks for it so): one read of the cache, one transform call when batched."""
         # one fancy-indexed copy out of the memory map (DecodedImages decodes the listed files)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from helpers.data import imagecache
-from helpers.data.imagecache import CachedImages
+from helpers.data.imagecache import CachedBatches
 from helpers.training import balance, distributed
 from helpers.training.config import TrainConfig
 
@@ -23,7 +23,7 @@ CROP_SCALE = (0.7, 1.0)
 class BatchFlip:
     """Mirror each image of a uint8 NCHW batch with p = 0.5: RandomHorizontalFlip's draw, once per batch."""
 
-    batched = True  # CachedImages hands it the whole batch
+    batched = True  # CachedBatches hands it the whole batch
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:  # one CHW image
@@ -60,7 +60,7 @@ def train_loader(cfg: TrainConfig, images, labels: list[int], device: torch.devi
     """
     workers = 0 if dataset is not None else loader_workers(cfg, device)
     if dataset is None:
-        dataset = CachedImages(images, labels, make_transform(cfg.augment, cfg.image_size))
+        dataset = CachedBatches(images, labels, make_transform(cfg.augment, cfg.image_size))
     if cfg.sampler == "balanced":  # class-balanced draws, this rank's share of the same global sequence
         sampler = balance.BalancedSampler(labels, distributed.world_size(), distributed.rank(), seed)
     else:

@@ -144,7 +144,9 @@ def fits(nbytes: int) -> bool:
 
 
 class EarlyFeatureSet(Dataset):
-    """Cached early outputs with integer labels; with mirrored outputs, each draw takes one at random (p = 0.5)."""
+    """Cached early outputs with integer labels; with mirrored outputs, each draw takes one at random (p = 0.5).
+
+    Read a batch at a time (__getitems__): a DataLoader over it needs collate_fn=imagecache.whole_batch."""
 
     def __init__(self, plain: torch.Tensor, labels: list[int], mirrored: torch.Tensor | None = None) -> None:
         self.plain, self.mirrored, self.labels = plain, mirrored, torch.as_tensor(labels)
