@@ -5,8 +5,9 @@ Every figure is printed beside its baseline, in one run, on the committed sample
 - training step (whole network): `helpers.run_cycle` (head_epochs=0; freeze_early=False, so that it does the
   bare loop's arithmetic and reads the images every step; 03's default is printed too) fed by the memory-mapped
   cache that `imagecache.split_arrays` builds, exactly as 03 reads it (its DataLoader, dataset and flip
-  transform), and fed by a synthetic array in RAM; the baselines are the plainest loop (slice tensors already in RAM, or the same memory-mapped cache, normalise,
-  forward, backward, AdamW step), same model, weights, batch, size, channels_last and frozen BatchNorm;
+  transform), and fed by a synthetic array in RAM; the baselines are the plainest loop (slice tensors already in
+  RAM, or the same memory-mapped cache, normalise, forward, backward, AdamW step), same model, weights, batch,
+  size, channels_last and frozen BatchNorm;
 - head stage: `run_cycle` with the default head_epochs and epochs=0 (model build, feature extraction of train
   and val, the head epochs, validation and checkpoints: the user's wall time) against the same stage without the
   cache (the backbone frozen in eval mode, its forward run on every train and val image every epoch, the head

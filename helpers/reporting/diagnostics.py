@@ -33,7 +33,8 @@ def lr_range_figure(tests: dict, lang: str = "ru") -> Figure:
         ax.plot(lrs, loss, lw=1.5, label=w["smoothed"])
         ax.axvline(t["suggestion"], color="tab:red", ls="--", lw=1)
         at = int(np.argmin(np.abs(np.log(lrs) - np.log(t["suggestion"]))))
-        ax.plot([t["suggestion"]], [loss[at]], "o", color="tab:red", label=w["suggested"].format(lr=f"{t['suggestion']:.2g}"))
+        ax.plot([t["suggestion"]], [loss[at]], "o", color="tab:red",
+                label=w["suggested"].format(lr=f"{t['suggestion']:.2g}"))
         ax.set_xscale("log")
         ax.set_xlabel(w["x"])
         ax.set_ylabel(w["y"])

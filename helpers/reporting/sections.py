@@ -120,7 +120,8 @@ def _imbalance(run: Run, report: dict) -> str:
         return ""
     said = t["imbalance"].format(largest=imb["largest"], ln=imb["largest_n"], smallest=imb["smallest"],
                                  sn=imb["smallest_n"], ratio=f"{imb['ratio']:.1f}")
-    return said + " " + t["imbalance_yes" if imb["imbalanced"] else "imbalance_no"].format(threshold=f"{imb['threshold']:g}")
+    verdict = t["imbalance_yes" if imb["imbalanced"] else "imbalance_no"]
+    return said + " " + verdict.format(threshold=f"{imb['threshold']:g}")
 
 
 def _label_issues(run: Run, report: dict) -> dict:
@@ -131,7 +132,8 @@ def _label_issues(run: Run, report: dict) -> dict:
     per_class = pd.DataFrame([[c, v["images"], v["flagged"]] for c, v in found["per_class"].items()],
                              columns=t["labels_head"])
     by_split = found.get("by_split", {})
-    splits = ", ".join(f"{run.word('roles', s)} {by_split[s]}" for s in ("train", "val", "test") if s in by_split) or "–"
+    splits = ", ".join(f"{run.word('roles', s)} {by_split[s]}" for s in ("train", "val", "test")
+                       if s in by_split) or "–"
     total = sum(int(v["images"]) for v in found["per_class"].values())
     reasons = run.words["phrases"]["reasons"]
     lines = [t["labels_found"].format(n=found["n_flagged"], total=total, splits=splits,
@@ -191,12 +193,10 @@ def model(run: Run) -> dict | None:
                                     val=pct(c["best_val_accuracy"]))
              if given(c.get("best_val_accuracy")) and given(c.get("best_epoch"))
              else t["cycle_no_val"].format(cycle=int(c["cycle"])) for _, c in cycles.iterrows()]
-    found = [t["lr_found"].format(cycle=int(c["cycle"]), note=c["lr_found"]) for _, c in cycles.iterrows()
-             if given(c.get("lr_found"))]
+    tested = [(int(c["cycle"]), c["lr_found"]) for _, c in cycles.iterrows() if given(c.get("lr_found"))]
     return {"facts": facts + ([f"{t['recipe']}: {recipe}"] if recipe else []) + ([balance] if balance else []),
-            "cycles": lines + found,
-            "lr_figures": [(f"lr_range_cycle-{int(c['cycle'])}.png", t["fig_lr"].format(cycle=int(c["cycle"])))
-                           for _, c in cycles.iterrows()]}
+            "cycles": lines + [t["lr_found"].format(cycle=n, note=note) for n, note in tested],
+            "lr_figures": [(f"lr_range_cycle-{n}.png", t["fig_lr"].format(cycle=n)) for n, _ in tested]}
 
 
 def provenance(run: Run) -> list[str]:

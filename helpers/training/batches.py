@@ -11,6 +11,7 @@ from helpers.data import imagecache
 from helpers.data.imagecache import CachedBatches
 from helpers.training import balance, distributed
 from helpers.training.config import TrainConfig
+from helpers.training.randomness import flip_draws
 
 # More decoding processes than this only add start-up time and memory: at 8 the loader already outruns one GPU's
 # training of the default network at the default size.
@@ -27,8 +28,8 @@ class BatchFlip:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:  # one CHW image
-            return x.flip(-1) if torch.rand(1) < 0.5 else x
-        flip = torch.rand(len(x)) < 0.5  # torch's global generator, as RandomHorizontalFlip draws
+            return x.flip(-1) if flip_draws(1) else x
+        flip = flip_draws(len(x))
         x[flip] = x[flip].flip(-1)
         return x
 

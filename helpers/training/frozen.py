@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from helpers.data import imagecache
 from helpers.models.inference import Normalizer, autocast
 from helpers.models.zoo import arch_spec, backbone_blocks
+from helpers.training.randomness import flip_draws
 
 MAX_STRIDE = 4  # the frozen part ends with the last layer whose output is at most 1/4 of the input's side
 CACHE_SHARE_OF_MEMORY = 0.25  # the cached outputs may take this share of the memory available when they are made
@@ -155,8 +156,7 @@ class EarlyFeatureSet(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # the same draw as torchvision's RandomHorizontalFlip: torch's global generator, p = 0.5
-        if self.mirrored is not None and torch.rand(1) < 0.5:
+        if self.mirrored is not None and flip_draws(1):  # the uncached path's flip draw
             return self.mirrored[i], self.labels[i]
         return self.plain[i], self.labels[i]
 
@@ -165,7 +165,7 @@ class EarlyFeatureSet(Dataset):
         idx = torch.as_tensor(indices)
         if self.mirrored is None:
             return self.plain[idx], self.labels[idx]
-        flip = (torch.rand(len(idx)) < 0.5).view(-1, *[1] * (self.plain.dim() - 1))
+        flip = flip_draws(len(idx)).view(-1, *[1] * (self.plain.dim() - 1))
         return torch.where(flip, self.mirrored[idx], self.plain[idx]), self.labels[idx]
 
 

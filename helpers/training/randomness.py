@@ -9,6 +9,13 @@ import numpy as np
 import torch
 
 
+def flip_draws(n: int) -> torch.Tensor:
+    """Which of `n` images to mirror (p = 0.5): RandomHorizontalFlip's draw, from torch's global generator.
+
+    One call for a batch draws the same numbers as one call per image, so batched and per-image paths agree."""
+    return torch.rand(n) < 0.5
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     """Seed python, numpy and torch; return the generator that orders the batches.
 
