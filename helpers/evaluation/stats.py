@@ -131,7 +131,10 @@ def roc_auc(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     probs = probs[None] if probs.ndim == 2 else probs
     if probs.shape[-1] == 2:
         return _auc_rows(y == 1, probs[..., 1])
-    return np.mean([_auc_rows(y == k, probs[..., k]) for k in np.unique(y)], axis=0)
+    present = np.unique(y)
+    # every class's one-vs-rest rows ranked in one call (B, classes, n): a call per class cost 2.5 of 04's 4 s
+    positive = y[:, None, :] == present[None, :, None]
+    return _auc_rows(positive, np.moveaxis(probs[..., present], -1, -2)).mean(-1)
 
 
 def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = 15) -> tuple[float, pd.DataFrame]:

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers.reporting.plots import image_grid, wrap
+from helpers.reporting.plots import image_grid
 from helpers.reporting.texts import strings
 
 
@@ -18,9 +18,7 @@ def label_issue_gallery(images: list[np.ndarray], titles: list[str], lang: str =
         ax.axis("off")
         ax.text(0.5, 0.5, w["none"], ha="center", va="center")
         return fig
-    fig = image_grid(images, titles, cols=min(cols, len(images)))  # constrained layout makes room for the title
-    fig.suptitle(wrap(w["title"], fig.get_figwidth(), 9), fontsize=9)
-    return fig
+    return image_grid(images, titles, cols=cols, title=w["title"])
 
 
 def lr_range_figure(tests: dict, lang: str = "ru") -> Figure:

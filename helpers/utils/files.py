@@ -237,11 +237,30 @@ def append_csv_row(path: Path, row: dict[str, Any], columns: list[str]) -> None:
         fsync_folder(path.parent)
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib Figure atomically as PNG.
+FIGURE_DPI = 110
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
-    Returns nothing on purpose: as a notebook cell's last expression a returned path would print a machine
-    path under the figure, which the inline backend already shows once.
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib Figure atomically as PNG; in a notebook, show that PNG in place of the live figure.
+
+    The notebook then shows exactly the saved pixels, and the figure is drawn once instead of twice (the inline
+    backend would draw it again at the cell's end: a third of 04's figure time). Returns nothing on purpose: as
+    a cell's last expression a returned path would print a machine path under the figure.
     """
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+    _show_saved(fig, Path(path))
+
+
+def _show_saved(fig: Any, path: Path) -> None:
+    """Under the inline backend: display the saved PNG at the live figure's screen size, and close the figure."""
+    import matplotlib
+    if matplotlib.get_backend() != INLINE_BACKEND:
+        return
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    data = path.read_bytes()
+    width = int.from_bytes(data[16:20], "big")  # the PNG header's width, in pixels
+    display(Image(data=data, format="png", width=round(width * fig.dpi / FIGURE_DPI)))
+    plt.close(fig)
