@@ -189,7 +189,7 @@ def load_weights(model: nn.Module, arch: str, state: dict[str, torch.Tensor], so
 
 def build_model(arch: str, num_classes: int = 1000, weights: str = "imagenet") -> nn.Module:
     """Build `arch` with a `num_classes`-way head, starting from `weights` (imagenet, none or a file)."""
-    arch_spec(arch)
+    spec = arch_spec(arch)
     model = _build_imagenet_shape(arch)
     if weights == "imagenet":
         load_weights(model, arch, imagenet_state_dict(arch), "ImageNet")
@@ -197,6 +197,9 @@ def build_model(arch: str, num_classes: int = 1000, weights: str = "imagenet") -
         _replace_head(model, arch, num_classes)
     if weights not in ("imagenet", "none"):
         load_weights(model, arch, file_state_dict(weights), str(weights))
+    if spec.library == "efficientnet-pytorch":
+        from helpers.models.padding import fold_same_padding
+        fold_same_padding(model)  # the same numbers; passes without gradients skip a copy per convolution
     return model
 
 

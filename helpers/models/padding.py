@@ -1,0 +1,73 @@
+"""efficientnet-pytorch's TensorFlow-style 'same' padding, folded into the convolution in passes without gradients.
+
+The library pads the input of each such convolution with a separate `F.pad` (a copy of the whole feature map),
+then convolves without padding. Where that padding is the same on both sides — every stride-1 convolution with
+an odd kernel, most of the network — the convolution's own zero padding gives the same numbers without the
+copy. Forward passes without gradients (feature extraction, the frozen layers' cache, validation, 04, 05, the
+exports) take that path; training keeps the library's, because with gradients oneDNN's backward of the
+padded depthwise convolutions was the slower one on the CPU (`python benchmarks/bench_padding.py`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from efficientnet_pytorch.utils import Conv2dDynamicSamePadding, Conv2dStaticSamePadding
+from torch import nn
+
+
+def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Total 'same' padding along one side length (TensorFlow's rule, as efficientnet-pytorch computes it)."""
+    return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+
+
+def _folded_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int] | None:
+    """The symmetric padding (top/bottom, left/right) the library would apply to `x`, or None if it is lopsided."""
+    static = getattr(conv, "static_padding", None)
+    if static is not None:  # Conv2dStaticSamePadding: amounts fixed at build time
+        if isinstance(static, nn.Identity):
+            return 0, 0
+        left, right, top, bottom = static.padding
+    else:  # Conv2dDynamicSamePadding: amounts from the input's size
+        ph = _same_pad(x.shape[-2], conv.weight.shape[-2], conv.stride[0], conv.dilation[0])
+        pw = _same_pad(x.shape[-1], conv.weight.shape[-1], conv.stride[1], conv.dilation[1])
+        top, bottom, left, right = ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+    if top != bottom or left != right:
+        return None
+    return top, left
+
+
+def _forward(conv: nn.Conv2d, x: torch.Tensor, library_forward) -> torch.Tensor:
+    """The library's forward with gradients; without them, one convolution with its symmetric padding inside."""
+    if not torch.is_grad_enabled():
+        pad = _folded_padding(conv, x)
+        if pad is not None:
+            return F.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
+    return library_forward(conv, x)
+
+
+class DynamicSamePadConv2d(Conv2dDynamicSamePadding):
+    """Conv2dDynamicSamePadding whose passes without gradients fold symmetric padding into the convolution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _forward(self, x, Conv2dDynamicSamePadding.forward)
+
+
+class StaticSamePadConv2d(Conv2dStaticSamePadding):
+    """Conv2dStaticSamePadding whose passes without gradients fold symmetric padding into the convolution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _forward(self, x, Conv2dStaticSamePadding.forward)
+
+
+_FOLDED = {Conv2dDynamicSamePadding: DynamicSamePadConv2d, Conv2dStaticSamePadding: StaticSamePadConv2d}
+
+
+def fold_same_padding(model: nn.Module) -> nn.Module:
+    """Give every 'same'-padding convolution of an efficientnet-pytorch model the folded forward (in place)."""
+    for module in model.modules():
+        if type(module) in _FOLDED:
+            module.__class__ = _FOLDED[type(module)]
+    return model
