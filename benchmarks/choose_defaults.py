@@ -1,11 +1,13 @@
 """Choose the default training recipe on VALIDATION accuracy only: every candidate over several seeds.
 
 Each seed is one split of the committed sample (02's `seed`) and one training seed; the figure per run is the
-cycle's best validation accuracy, the figure 03 selects checkpoints by. The test split is never read.
+cycle's best validation accuracy, the figure 03 selects checkpoints by, and beside it the same checkpoint's
+validation accuracy with flip test-time augmentation (04's `tta=flip`). The test split is never read.
 
 Usage: python benchmarks/choose_defaults.py [--seeds 1 2 3] [--candidates 64:5:7 80:5:7] [--out results.csv]
        a candidate is image_size:head_epochs:epochs, optionally followed by :name=value settings of 03
-       (e.g. 80:5:7:freeze_early=False:lr=0.001); runs go seed by seed so a partial run covers every candidate.
+       (e.g. 80:5:7:freeze_early=False:lr=0.001, 80:5:10:freeze_stride=16); runs go seed by seed so a partial run
+       covers every candidate.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from helpers.data import dataset as data
 from helpers.data import imagecache
+from helpers.evaluation.trained import load_trained
+from helpers.models.inference import predict_proba
 from helpers.training.config import TrainConfig
 from helpers.training.cycle import run_cycle
 from helpers.utils.devices import resolve_device
@@ -42,12 +47,16 @@ def one_run(root: Path, seed: int, size: int, head_epochs: int, epochs: int, dev
     cfg = TrainConfig(arch=arch, classes=classes, image_size=size, head_epochs=head_epochs, epochs=epochs,
                             seed=seed, device=str(device), **(settings or {}))
     run_dir = work / f"run-{size}-{head_epochs}-{epochs}-{seed}-{len(list(work.glob('run-*')))}"
+    val_images, val_labels = split_arrays(frame, classes, "val", size, work / "cache")
     t0 = time.perf_counter()
     row = run_cycle(cfg, run_dir, *split_arrays(frame, classes, "train", size, work / "cache"),
-                          *split_arrays(frame, classes, "val", size, work / "cache"), device, progress=False)
+                    val_images, val_labels, device, progress=False)
+    seconds = time.perf_counter() - t0
+    model, norm, _ = load_trained(run_dir / "checkpoints" / "cycle-1" / "best.pt", device, calibrated=False)
+    flip = predict_proba(model, norm, val_images, device, tta="flip").argmax(1) == np.asarray(val_labels)
     return {"candidate": _name(size, head_epochs, epochs, settings), "seed": seed,
-            "best_val_accuracy": float(row["best_val_accuracy"]), "best_epoch": row["best_epoch"],
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "best_val_accuracy": float(row["best_val_accuracy"]), "val_accuracy_flip_tta": round(float(flip.mean()), 5),
+            "best_epoch": row["best_epoch"], "seconds": round(seconds, 1)}
 
 
 def main() -> None:
@@ -69,8 +78,9 @@ def main() -> None:
             for size, head_epochs, epochs, settings in candidates:
                 r = one_run(root, seed, size, head_epochs, epochs, device, args.arch, Path(tmp), settings)
                 rows.append(r)
-                print(f"{r['candidate']} seed {seed}: best val accuracy "
-                      f"{r['best_val_accuracy']:.4f} (epoch {r['best_epoch']}), {r['seconds']:.0f} s", flush=True)
+                print(f"{r['candidate']} seed {seed}: best val accuracy {r['best_val_accuracy']:.4f} "
+                      f"(epoch {r['best_epoch']}; with flip TTA {r['val_accuracy_flip_tta']:.4f}), "
+                      f"{r['seconds']:.0f} s", flush=True)
                 if args.out:
                     new = not args.out.exists()
                     with args.out.open("a", newline="") as f:
@@ -80,14 +90,18 @@ def main() -> None:
                         w.writerow(r)
     print(f"\n{args.arch} on {args.dataset}, device {device}; best validation accuracy per candidate "
           "(test never read)")
-    print(f"{'candidate':>36s} {'seeds':>5s} {'mean':>7s} {'sd':>7s} {'min':>7s} {'max':>7s} {'s/run':>7s}")
+    print(f"{'candidate':>36s} {'seeds':>5s} {'mean':>7s} {'sd':>7s} {'min':>7s} {'max':>7s} {'flip TTA':>16s} "
+          f"{'s/run':>7s}")
     for candidate in candidates:
         name = _name(*candidate)
         mine = [r for r in rows if r["candidate"] == name]
         acc = [r["best_val_accuracy"] for r in mine]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        tta = [r["val_accuracy_flip_tta"] for r in mine]
+        tta_sd = statistics.stdev(tta) if len(tta) > 1 else float("nan")
         print(f"{name:>36s} {len(acc):5d} {statistics.mean(acc):7.4f} {sd:7.4f} "
-              f"{min(acc):7.4f} {max(acc):7.4f} {statistics.mean(r['seconds'] for r in mine):7.0f}")
+              f"{min(acc):7.4f} {max(acc):7.4f} {statistics.mean(tta):8.4f} ± {tta_sd:.4f} "
+              f"{statistics.mean(r['seconds'] for r in mine):7.0f}")
 
 
 def _parse(text: str) -> tuple[int, int, int, dict]:

@@ -105,3 +105,21 @@ def test_cached_cycle_trains_the_same_network_as_running_the_frozen_layers(tmp_p
     stem = "features.0.0.weight"
     assert torch.equal(cached[stem], live[stem])  # frozen in both paths
     assert not torch.equal(unfrozen[stem], cached[stem])  # freeze_early=False trains the stem too
+
+
+def test_freeze_stride_freezes_and_caches_the_deeper_stages_too(tmp_path):
+    model = build_model("efficientnet-lite0", 3, "none")
+    # units: the stem, the 16 blocks, the head convolution; stride 16 ends after block 10 at 80 px and at 32 px
+    assert [frozen.early_units(model, "efficientnet-lite0", 80, s) for s in (2, 4, 8, 16)] == [2, 4, 6, 12]
+    assert frozen.early_units(model, "efficientnet-lite0", 32, 16) == 12
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    x, y = _images(24, 32), [i % 3 for i in range(24)]
+    cfg = TrainConfig(arch="efficientnet-lite0", classes=["a", "b", "c"], image_size=32, batch_size=8, epochs=1,
+                      head_epochs=0, weights=str(tmp_path / "start.pt"), freeze_stride=16, seed=3)
+    run_cycle(cfg, tmp_path / "run", x, y, x[:6], y[:6], torch.device("cpu"), progress=False)
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "cycle-1" / "last.pt", weights_only=False)["model"]
+    start = model.state_dict()
+    frozen_names = [n for n in start if n.startswith(("_conv_stem.", "_bn0."))
+                    or (n.startswith("_blocks.") and int(n.split(".")[1]) <= 10)]
+    assert frozen_names and all(torch.equal(trained[n], start[n]) for n in frozen_names)
+    assert not torch.equal(trained["_blocks.11._project_conv.weight"], start["_blocks.11._project_conv.weight"])

@@ -235,6 +235,9 @@ SCHEMA: list[Param] = [
     P("freeze_bn", bool, True, ("03_train",), "keep BatchNorm statistics frozen (stable at small batches)"),
     P("freeze_early", bool, True, ("03_train",), "keep the stem and stride-4 layers frozen at their pretrained "
       "weights and train the rest on their cached output (epochs about 1.4× faster)"),
+    P("freeze_stride", int, 4, ("03_train",), "with `freeze_early`: the frozen layers are those whose output is at "
+      "least 1/N of the input's side (8 or 16 freeze and cache more: faster epochs, less adaptation)",
+      choices=(2, 4, 8, 16)),
     P("patience", int, 0, ("03_train",), "stop after this many epochs without a better val accuracy (0: never)",
       minimum=0),
     P("unfreeze", str, "all", ("03_train",), "stage 2 trains `all` blocks, or only this many top blocks",

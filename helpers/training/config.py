@@ -33,6 +33,7 @@ class TrainConfig:
     warmup_epochs: float = _DEFAULTS["warmup_epochs"]
     freeze_bn: bool = _DEFAULTS["freeze_bn"]
     freeze_early: bool = _DEFAULTS["freeze_early"]
+    freeze_stride: int = _DEFAULTS["freeze_stride"]
     augment: str = _DEFAULTS["augment"]
     lr_find: str = _DEFAULTS["lr_find"]
     class_weights: str = _DEFAULTS["class_weights"]

@@ -1,7 +1,7 @@
 """The frozen early layers of a network and their cached outputs (`freeze_early`).
 
-The stem and the stages at stride ≤ 4 (ImageNet's edge and texture filters, the costliest layers per image)
-stay at their pretrained weights in the whole-network stage, in eval mode. Their output is then a fixed function
+The stem and the stages at stride ≤ 4 (ImageNet's edge and texture filters, the costliest layers per image;
+`freeze_stride` 8 or 16 takes in the next stages too) stay at their pretrained weights in the whole-network stage, in eval mode. Their output is then a fixed function
 of the image, so it is computed once per image (and once per mirror image when `augment=flip`) and every epoch
 trains only the rest of the network on it — the same numbers as running the frozen layers every step, without
 their forward and backward cost. Detectron2 freezes the same layers by default (its `FREEZE_AT=2`).
@@ -21,7 +21,7 @@ from helpers.models.inference import Normalizer, autocast
 from helpers.models.zoo import arch_spec, backbone_blocks
 from helpers.training.randomness import flip_draws
 
-MAX_STRIDE = 4  # the frozen part ends with the last layer whose output is at most 1/4 of the input's side
+MAX_STRIDE = 4  # by default the frozen part ends with the last layer whose output is at least 1/4 of the input's side
 CACHE_SHARE_OF_MEMORY = 0.25  # the cached outputs may take this share of the memory available when they are made
 
 
@@ -64,11 +64,11 @@ def _unit_shapes(model: nn.Module, arch: str, size: int) -> list[torch.Size]:
     return shapes
 
 
-def early_units(model: nn.Module, arch: str, size: int) -> int:
-    """How many leading units keep their output at stride ≤ 4 for a `size`-pixel input (measured, not assumed)."""
+def early_units(model: nn.Module, arch: str, size: int, max_stride: int = MAX_STRIDE) -> int:
+    """How many leading units keep their output at stride ≤ `max_stride` for a `size`-pixel input (measured)."""
     k = 0
     for shape in _unit_shapes(model, arch, size)[:-1]:
-        if shape[-1] * MAX_STRIDE < size:
+        if shape[-1] * max_stride < size:
             break
         k += 1
     return k

@@ -130,7 +130,7 @@ def head_features(c: Cycle, train_images, val_images) -> tuple[torch.Tensor, tor
 def frozen_early(c: Cycle, train_images, val_images) -> Early | None:
     """freeze_early: how many units to freeze and, when augmentation and memory allow, their cached output."""
     cfg = c.cfg
-    k = frozen.early_units(c.model, cfg.arch, cfg.image_size)
+    k = frozen.early_units(c.model, cfg.arch, cfg.image_size, cfg.freeze_stride)
     if k == 0:
         return None
     mirror = cfg.augment == "flip"
