@@ -34,7 +34,7 @@ def test_folded_padding_gives_the_librarys_outputs_and_gradients(arch, size):
     a.backward()
     b.backward()
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
-        assert torch.equal(p.grad, q.grad), name  # with gradients it is the library's own path
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)  # training folds it too
 
 
 def test_a_lopsided_padding_keeps_the_librarys_pad():

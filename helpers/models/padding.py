@@ -1,11 +1,11 @@
-"""efficientnet-pytorch's TensorFlow-style 'same' padding, folded into the convolution in passes without gradients.
+"""efficientnet-pytorch's TensorFlow-style 'same' padding, folded into the convolution where it is symmetric.
 
 The library pads the input of each such convolution with a separate `F.pad` (a copy of the whole feature map),
 then convolves without padding. Where that padding is the same on both sides — every stride-1 convolution with
 an odd kernel, most of the network — the convolution's own zero padding gives the same numbers without the
-copy. Forward passes without gradients (feature extraction, the frozen layers' cache, validation, 04, 05, the
-exports) take that path; training keeps the library's, because with gradients oneDNN's backward of the
-padded depthwise convolutions was the slower one on the CPU (`python benchmarks/bench_padding.py`).
+copy, and, with gradients, a backward over the unpadded map: oneDNN's weight gradient of a depthwise 5x5
+convolution over a 3x3 map padded to 7x7 was the costliest call of 03's network stage on the CPU
+(`python benchmarks/bench_padding.py` prints both paths).
 """
 
 from __future__ import annotations
@@ -40,23 +40,22 @@ def _folded_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int] | None:
 
 
 def _forward(conv: nn.Conv2d, x: torch.Tensor, library_forward) -> torch.Tensor:
-    """The library's forward with gradients; without them, one convolution with its symmetric padding inside."""
-    if not torch.is_grad_enabled():
-        pad = _folded_padding(conv, x)
-        if pad is not None:
-            return F.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
+    """One convolution with its symmetric padding inside; the library's forward where the padding is lopsided."""
+    pad = _folded_padding(conv, x)
+    if pad is not None:
+        return F.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
     return library_forward(conv, x)
 
 
 class DynamicSamePadConv2d(Conv2dDynamicSamePadding):
-    """Conv2dDynamicSamePadding whose passes without gradients fold symmetric padding into the convolution."""
+    """Conv2dDynamicSamePadding with symmetric padding folded into the convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _forward(self, x, Conv2dDynamicSamePadding.forward)
 
 
 class StaticSamePadConv2d(Conv2dStaticSamePadding):
-    """Conv2dStaticSamePadding whose passes without gradients fold symmetric padding into the convolution."""
+    """Conv2dStaticSamePadding with symmetric padding folded into the convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _forward(self, x, Conv2dStaticSamePadding.forward)
