@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from helpers.data import imagecache
+from helpers.models.batching import inference_batch
 from helpers.models.zoo import arch_spec
 
 TTA_CHOICES = ("none", "flip", "flip+crops")
@@ -68,6 +69,7 @@ def predict_proba(model: nn.Module, norm: Normalizer, images: np.ndarray, device
     """
     model.eval()
     out = []
+    batch_size = inference_batch(model, images.shape[-1], batch_size, device) if len(images) else batch_size
     for x in imagecache.batches(images, batch_size, device, workers):
         views = tta_views(x, tta)
         total = torch.zeros(())
@@ -88,6 +90,7 @@ def predict_view_probs(model: nn.Module, norm: Normalizer, images: np.ndarray, d
     """
     model.eval()
     out = []
+    batch_size = inference_batch(model, images.shape[-1], batch_size, device) if len(images) else batch_size
     for x in imagecache.batches(images, batch_size, device, workers):
         per_view = []
         for view in tta_views(x, tta):
@@ -107,6 +110,7 @@ def extract_features(model: nn.Module, arch: str, norm: Normalizer, images: np.n
     try:
         model.eval()
         feats = []
+        batch_size = inference_batch(model, images.shape[-1], batch_size, device) if len(images) else batch_size
         for x in imagecache.batches(images, batch_size, device, workers):  # decoded by workers beyond the cache
             with autocast(device):
                 feats.append(model(norm(x).contiguous(memory_format=torch.channels_last)).float())

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from helpers.data import imagecache
+from helpers.models.batching import inference_batch
 from helpers.models.inference import Normalizer, autocast
 from helpers.models.zoo import arch_spec, backbone_blocks
 from helpers.training.randomness import flip_draws
@@ -110,6 +111,7 @@ def early_features(model: nn.Module, arch: str, k: int, norm: Normalizer, images
     units = _units(model, arch)[:k]
     model.eval()
     out = []
+    batch_size = inference_batch(model, images.shape[-1], batch_size, device) if len(images) else batch_size
     for x in imagecache.batches(images, batch_size, device, workers):
         h = norm(x.flip(-1) if flip else x).contiguous(memory_format=torch.channels_last)
         with autocast(device):
