@@ -12,7 +12,7 @@ import torch
 
 from helpers.params.schema import ParameterError, coerce, for_notebook
 from helpers.runner import preflight
-from helpers.utils import lock, paths, runinfo
+from helpers.utils import allocator, lock, paths, runinfo
 
 
 _HELD: dict[str, lock.RunLock] = {}  # the run this kernel writes into
@@ -58,6 +58,7 @@ def start(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
     params = {p.name: coerce(p.name, namespace[p.name]) for p in declared}
     resolved = preflight.check(params)
     torch.set_num_threads(os.cpu_count() or 1)
+    allocator.keep_large_blocks()  # activations from memory already mapped (helpers.utils.allocator)
     show_whole_tables()
     run_id = params["run_id"]
     run_dir = paths.run_dir(run_id)

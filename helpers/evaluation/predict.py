@@ -29,7 +29,7 @@ from helpers.evaluation.stats import wilson_interval
 from helpers.models import inference
 from helpers.params.schema import check
 from helpers.training import checkpoints
-from helpers.utils import files, lock, paths
+from helpers.utils import allocator, files, lock, paths
 from helpers.utils.devices import resolve_device
 
 PATH_COLUMNS = ["path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "id"]
@@ -280,6 +280,7 @@ def describe(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
+    allocator.keep_large_blocks()
     ap = argparse.ArgumentParser(prog="python -m helpers.predict", description=__doc__.splitlines()[0])
     ap.add_argument("images", help="a folder, an archive, an image file or a CSV of paths ('' = the test split)")
     ap.add_argument("--run-id", default="default", help="the run whose model predicts")

@@ -30,7 +30,7 @@ from helpers.params.schema import (
     validate,
 )
 from helpers.training import distributed
-from helpers.utils import lock, paths, runinfo
+from helpers.utils import allocator, lock, paths, runinfo
 from helpers.utils.devices import resolve_device
 
 NOTEBOOK = "03_train"
@@ -101,6 +101,7 @@ def _run_cycle(run_id: str, params: dict[str, Any], checked: dict[str, Any]) -> 
 @record  # torchrun's error file: the failing rank's traceback reaches the launcher's summary
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and train; a one-sentence error (exit code 2) for a bad value."""
+    allocator.keep_large_blocks()
     try:
         run_id, params = parse(argv)
         run(run_id, params)
