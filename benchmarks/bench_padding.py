@@ -20,20 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from helpers.models.inference import normalizer_for
-from helpers.models.padding import _FOLDED
+from helpers.models.padding import library_padding
 from helpers.models.zoo import build_model
 from helpers.params import schema as params
 from helpers.training import frozen
 from helpers.training.optim import set_bn_eval
-
-
-def library_padding(model: torch.nn.Module) -> torch.nn.Module:
-    """The model with efficientnet-pytorch's own convolution classes back (the library's padding path)."""
-    back = {v: k for k, v in _FOLDED.items()}
-    for m in model.modules():
-        if type(m) in back:
-            m.__class__ = back[type(m)]
-    return model
 
 
 def rate(fn, images: int, seconds: float = 1.5) -> float:

@@ -26,13 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-BARE_RECIPE = ("decoded once into memory (PIL, resized to the input size), EfficientNet-Lite0 ImageNet weights, "
+BARE_RECIPE = ("decoded once into memory (PIL, resized to the input size), EfficientNet-Lite0 ImageNet weights "
+               "with {padding}, "
                "BatchNorm statistics frozen, AdamW {body:g} body / {head:g} head (weight decay {wd:g}), batch {batch}, "
                "{epochs} epochs, no augmentation, the epoch with the best validation accuracy kept for test")
 
 
+PADDING = {"library": "efficientnet-pytorch's own 'same' padding (an F.pad before each convolution)",
+           "folded": "the kit's padding folded into the convolutions (helpers/models/padding.py)"}
+
+
 def bare_loop(split_csv: Path, data_root: Path, size: int, seed: int, epochs: int, lr: float, batch: int,
-              body_lr: float = 3e-4, weight_decay: float = 1e-4) -> dict:
+              body_lr: float = 3e-4, weight_decay: float = 1e-4, padding: str = "library") -> dict:
     """The strongest hand-written loop a careful user writes (BARE_RECIPE); returns its test accuracy."""
     import copy
 
@@ -41,6 +46,7 @@ def bare_loop(split_csv: Path, data_root: Path, size: int, seed: int, epochs: in
     import torch
     from PIL import Image
 
+    from helpers.models.padding import library_padding
     from helpers.models.zoo import arch_spec, build_model
 
     torch.manual_seed(seed)
@@ -65,6 +71,8 @@ def bare_loop(split_csv: Path, data_root: Path, size: int, seed: int, epochs: in
 
     (xt, yt), (xv, yv), (xs, ys) = tensors("train"), tensors("val"), tensors("test")
     model = build_model("efficientnet-lite0", len(classes), "imagenet")
+    if padding == "library":  # the network as the library ships it, as a user's own script builds it
+        library_padding(model)
     head = list(model._fc.parameters())
     body = [p for n, p in model.named_parameters() if not n.startswith("_fc.")]
     opt = torch.optim.AdamW([{"params": body, "lr": body_lr}, {"params": head, "lr": lr}], weight_decay=weight_decay)
@@ -114,13 +122,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="the bare loop's epochs")
     ap.add_argument("--lr", type=float, default=1e-3, help="the bare loop's head learning rate (body: 3e-4)")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--bare-padding", choices=tuple(PADDING), default="library",
+                    help="the bare loop's 'same' padding: the library's (default) or the kit's folded one")
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     ap.add_argument("--bare", nargs=3, metavar=("SPLIT_CSV", "DATA_ROOT", "SIZE"), help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare:
         result = bare_loop(Path(args.bare[0]), Path(args.bare[1]), int(args.bare[2]), args.seed, args.epochs,
-                           args.lr, args.batch)
+                           args.lr, args.batch, padding=args.bare_padding)
         print(json.dumps(result))
         return
     rows = []
@@ -132,7 +142,7 @@ def main() -> None:
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, __file__, "--bare", str(mine["run"] / "split.csv"), report["root"],
                                   str(size), "--seed", str(seed), "--epochs", str(args.epochs), "--lr", str(args.lr),
-                                  "--batch", str(args.batch)],
+                                  "--batch", str(args.batch), "--bare-padding", args.bare_padding],
                                  cwd=ROOT, check=True, capture_output=True, text=True)
             bare = {"seconds": time.perf_counter() - t0, **json.loads(out.stdout.strip().splitlines()[-1])}
         rows.append((seed, mine, bare))
@@ -141,7 +151,8 @@ def main() -> None:
               f"04 {st['04_evaluate']:.0f}) best val {mine['val_accuracy']:.4f} test {mine['test_accuracy']:.4f} | bare loop {bare['seconds']:.0f} s "
               f"best val {bare['val_accuracy']:.4f} test {bare['test_accuracy']:.4f} | time ratio {mine['seconds'] / bare['seconds']:.2f}", flush=True)
     print(f"\n{len(rows)} seeds, input {size} px; ours: defaults{' ' + str(args.p) if args.p else ''}")
-    print("bare loop: " + BARE_RECIPE.format(body=3e-4, head=args.lr, wd=1e-4, batch=args.batch, epochs=args.epochs))
+    print("bare loop: " + BARE_RECIPE.format(body=3e-4, head=args.lr, wd=1e-4, batch=args.batch, epochs=args.epochs,
+                                             padding=PADDING[args.bare_padding]))
     print(f"{'':28s} {'seconds (mean ± sd)':>22s} {'test accuracy (mean ± sd)':>27s}")
     for name, k in (("ours: 02 + 03 + 04", 1), ("bare loop", 2)):
         secs = [r[k]["seconds"] for r in rows]

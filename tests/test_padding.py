@@ -6,6 +6,7 @@ import pytest
 import torch
 from efficientnet_pytorch.utils import Conv2dDynamicSamePadding, Conv2dStaticSamePadding
 
+from helpers.models.padding import library_padding
 from helpers.models.zoo import build_model
 
 
@@ -13,11 +14,7 @@ def _library_twin(model: torch.nn.Module, arch: str) -> torch.nn.Module:
     """The same weights in efficientnet-pytorch's own convolution classes (its F.pad path)."""
     twin = build_model(arch, 5, "none")
     twin.load_state_dict(model.state_dict())
-    for m in twin.modules():
-        for base in (Conv2dDynamicSamePadding, Conv2dStaticSamePadding):
-            if isinstance(m, base):
-                m.__class__ = base
-    return twin
+    return library_padding(twin)
 
 
 @pytest.mark.parametrize("arch, size", [("efficientnet-lite0", 80), ("efficientnet-lite0", 97),

@@ -70,3 +70,12 @@ def fold_same_padding(model: nn.Module) -> nn.Module:
         if type(module) in _FOLDED:
             module.__class__ = _FOLDED[type(module)]
     return model
+
+
+def library_padding(model: nn.Module) -> nn.Module:
+    """The model with efficientnet-pytorch's own convolution classes back (its F.pad path), in place."""
+    back = {v: k for k, v in _FOLDED.items()}
+    for module in model.modules():
+        if type(module) in back:
+            module.__class__ = back[type(module)]
+    return model
