@@ -1,8 +1,8 @@
 """How many images a pass without gradients takes at once: on the CPU, as many as keep its largest activation in cache.
 
 On a CPU a convolution's speed per image depends on whether its input and output stay in the last-level cache:
-EfficientNet-Lite0's forward at 80 px ran at 920 img/s in batches of 16, 640 in 32 and 370 in 64; at 224 px at
-123-138 img/s in batches of 2-4 and 34 in 32 (2 cores, 32 MiB L3; `python benchmarks/bench_inference_batch.py`
+EfficientNet-Lite0's forward at 80 px ran at 952 img/s in batches of 16, 577 in 32 and 373 in 64; at 224 px at
+96-111 img/s in batches of 2-4 and 21 in 64 (2 cores, 32 MiB L3; `python benchmarks/bench_inference_batch.py`
 prints them beside the batch chosen here). So on the CPU such passes
 (feature extraction, the frozen layers' cache, validation, 04, 05) take the largest power-of-two batch, at most
 the one asked for, whose largest activation fits in CACHE_SHARE of the cache; on an accelerator the batch asked
