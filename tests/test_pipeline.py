@@ -100,6 +100,14 @@ def test_each_notebook_declares_a_literal_parameters_cell():
     assert declared["02_data"]["dataset"] == '"sample"'
 
 
+def test_the_runner_sees_every_parameter_each_notebook_declares():
+    """A -p NAME the schema gives a notebook is one the runner accepts (papermill skips lines it cannot parse)."""
+    from helpers.params.schema import for_notebook
+    declared = pipeline.declared_parameters()
+    for nb in paths.NOTEBOOK_NAMES:
+        assert sorted(declared[nb]) == sorted(p.name for p in for_notebook(nb)), nb
+
+
 @pytest.mark.e2e
 def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as JupyterLab shows them

@@ -213,7 +213,7 @@ SCHEMA: list[Param] = [
       "head learning rate (AdamW); `auto`: a learning-rate range test on the head's cached features chooses it",
       check=_check_positive("lr"), values="number > 0, or `auto`", words=("auto",)),
     P("lr_find", str, "head", ("03_train",),
-      "with lr=auto: `head` tests on the head stage and uses its rate in both stages; `both` also tests the "
+      "when lr is `auto`: `head` tests on the head stage and uses its rate in both stages; `both` also tests the "
       "network stage (a few hundred training steps)", choices=("head", "both")),
     P("backbone_lr_scale", float, 0.5, ("03_train",), "the backbone's learning rate is `lr` times this",
       check=_check_positive("backbone_lr_scale"), values="number > 0"),
