@@ -59,7 +59,7 @@ def resolve(cli: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
     typed = {k: coerce(k, v) for k, v in cli.items()}
     effective = {name: schema_defaults().get(name) for name in known}
     effective.update(typed)
-    preflight.check(effective)
+    preflight.check(effective, resolve=False)  # the kernels resolve the device; the runner never loads torch
     return {nb: {k: v for k, v in typed.items() if k in declared[nb]} for nb in names}
 
 

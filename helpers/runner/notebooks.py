@@ -24,6 +24,10 @@ LOG_NAME = "pipeline.log"
 # Loggers whose records belong in the log: papermill (every cell's output, cell markers), traitlets (the
 # kernel manager's own warnings) and warnings.warn in this process.
 LOGGERS = ("papermill", "traitlets", "py.warnings")
+# jsonschema (under nbformat, under papermill) imports the optional rfc3987_syntax where it is installed (it comes
+# with jupyter-events), and that compiles a Lark grammar on import: 1.1 s of every runner start here, for the
+# "iri" string formats, which no notebook schema uses. A None entry makes that optional import fail as absent.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 class LoggedKernelManager(AsyncKernelManager):
