@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,18 @@ def _run_locked(cli: dict[str, Any], names: list[str], per_notebook: dict[str, d
                              f"({time.strftime('%Y-%m-%d %H:%M:%S')})")
     t0, ok = time.perf_counter(), False
     try:
-        with notebooks.logging_to(log, verbose):
+        with notebooks.logging_to(log, verbose), ExitStack() as kernels:
+            ready: dict[str, notebooks.Kernel] = {}
+
+            def prepare(name: str) -> None:  # a kernel for `name`, importing while the notebook before runs
+                ready[name] = notebooks.Kernel(paths.NOTEBOOKS_DIR / f"{name}.ipynb", paths.NOTEBOOKS_DIR, log)
+                kernels.callback(ready[name].close)  # stopped on any way out, a failed notebook included
+
+            prepare(names[0])
             for step, name in enumerate(names, 1):
-                _run_one(name, (step, len(names)), per_notebook[name], _effective(name, cli), log)
+                if step < len(names):
+                    prepare(names[step])
+                _run_one(name, (step, len(names)), per_notebook[name], _effective(name, cli), log, ready.pop(name))
         ok = True
     finally:  # a failed or partial run still shows up beside the others, with what it finished
         index.write_index(str(cli.get("lang", "ru")))
@@ -120,7 +129,8 @@ def _effective(name: str, cli: dict[str, Any]) -> dict[str, Any]:
     return {**{k: _literal(v) for k, v in declared_parameters([name])[name].items()}, **cli}
 
 
-def _run_one(name: str, step: tuple[int, int], given: dict[str, Any], values: dict[str, Any], log: Path) -> None:
+def _run_one(name: str, step: tuple[int, int], given: dict[str, Any], values: dict[str, Any], log: Path,
+             kernel: notebooks.Kernel | None = None) -> None:
     """One notebook: its start line, 03's epoch lines while it trains, its end line or its error."""
     run_dir = paths.run_dir(str(values.get("run_id", "default")))
     executed = run_dir / "notebooks" / f"{name}.ipynb"
@@ -131,7 +141,8 @@ def _run_one(name: str, step: tuple[int, int], given: dict[str, Any], values: di
     watcher = console.EpochLines(run_dir, total or None) if name == "03_train" else nullcontext()
     try:
         with watcher:
-            notebooks.execute(paths.NOTEBOOKS_DIR / f"{name}.ipynb", executed, given, paths.NOTEBOOKS_DIR, log)
+            notebooks.execute(paths.NOTEBOOKS_DIR / f"{name}.ipynb", executed, given, paths.NOTEBOOKS_DIR, log,
+                              kernel)
     except Exception as exc:
         if not notebooks.notebook_failed(exc):
             raise

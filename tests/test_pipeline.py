@@ -307,3 +307,50 @@ def test_a_notebook_runs_alone_from_any_directory(make_dataset, tmp_path, study_
                    cwd=out, check=True, capture_output=True)
     assert len(pd.read_csv(study_home / "runs" / "solo" / "split.csv")) == 18
     assert (out / "out.ipynb").exists()
+
+
+def _kernels() -> list:
+    """This process's kernel processes still running."""
+    import psutil
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.is_running() and any("ipykernel" in part for part in p.cmdline())]
+
+
+@pytest.mark.notebook
+def test_a_failed_notebook_leaves_no_kernel_behind(tmp_path, monkeypatch, capfd):
+    """03's kernel is started while 02 runs; 02 failing stops it as well as 02's own."""
+    _failing_02(tmp_path, monkeypatch)
+    assert pipeline.main(["--from", "02_data", "--run-id", "odd"]) == 1
+    assert _kernels() == []
+
+
+@pytest.mark.notebook
+def test_a_kernel_started_ahead_runs_the_notebook_as_a_fresh_one(tmp_path):
+    """Its imports are loaded before the first cell; cells count from 1 and no name of the warm-up is left."""
+    import nbformat
+
+    from helpers.runner import notebooks
+    source, target, log = tmp_path / "nb.ipynb", tmp_path / "out.ipynb", tmp_path / "log.txt"
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell("import sys\nwarmed = 'colorsys' in sys.modules"),
+                  nbformat.v4.new_code_cell("%time 1"),  # a magic: not Python, passed over by the warm-up
+                  nbformat.v4.new_code_cell("import colorsys\nfrom json import dumps as d\nimport no_such_module_here"),
+                  nbformat.v4.new_code_cell("print(warmed, '_warm_imports' in dir())")]
+    nbformat.write(book, source)
+    assert notebooks.imports_of(source) == ["import sys", "import colorsys", "from json import dumps as d",
+                                            "import no_such_module_here"]
+    kernel = notebooks.Kernel(source, tmp_path, log)
+    with pytest.raises(Exception, match="no_such_module_here"):  # a failing import fails in its own cell
+        notebooks.execute(source, target, {}, tmp_path, log, kernel)
+    ran = nbformat.read(target, as_version=4)
+    assert [c.execution_count for c in ran.cells if c.cell_type == "code"] == [1, 2, 3, None]
+    book.cells = book.cells[:2] + [nbformat.v4.new_code_cell("import colorsys")] + book.cells[3:]
+    nbformat.write(book, source)
+    kernel = notebooks.Kernel(source, tmp_path, log)
+    notebooks.execute(source, target, {}, tmp_path, log, kernel)
+    ran = nbformat.read(target, as_version=4)
+    assert [c.execution_count for c in ran.cells] == [1, 2, 3, 4]
+    assert ran.cells[3].outputs[0]["text"].strip() == "True False"
+    notebooks.execute(source, target, {}, tmp_path, log)  # a fresh kernel: nothing loaded ahead
+    assert nbformat.read(target, as_version=4).cells[3].outputs[0]["text"].strip() == "False False"
+    assert _kernels() == []
