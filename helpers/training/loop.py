@@ -8,6 +8,7 @@ import math
 import warnings
 
 import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score  # loaded with the module, as a kernel started ahead does
 from torch import nn
 
 from helpers.models.inference import autocast, predict_proba
@@ -175,7 +176,6 @@ def validate(c: Cycle, val_images, val_labels: list[int]) -> tuple[float, float,
 
 def scores(y: torch.Tensor, pred: torch.Tensor, n_classes: int) -> dict:
     """Accuracy, balanced accuracy (mean recall over the classes present) and macro F1 (over every class)."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
     y, pred = y.numpy(), pred.numpy()
     with warnings.catch_warnings():  # a class predicted but absent from validation: sklearn warns, the mean is right
         warnings.simplefilter("ignore")

@@ -6,6 +6,9 @@ import math
 from typing import Callable
 
 import torch
+# The first optimizer built imports torch._dynamo (1 s here); imported with this module, a kernel started ahead
+# of its notebook has it loaded before training begins.
+import torch._dynamo  # noqa: F401
 from torch import nn
 
 from helpers.models.zoo import backbone_blocks, head_of
