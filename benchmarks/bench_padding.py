@@ -4,7 +4,8 @@ network with the symmetric padding folded into the convolution (helpers/models/p
 Forward passes without gradients (what feature extraction, the frozen layers' cache, validation, 04 and 05 run),
 training steps of the whole network (freeze_early=False), and training steps of what 03's network stage trains by
 default (freeze_early: the layers after the frozen ones, on their cached output, at `--freeze-stride`), each way,
-in alternating rounds; the outputs and gradients are compared too.
+in alternating rounds; the outputs and gradients are compared too. Depthwise weight gradients run as oneDNN takes
+them on both sides (benchmarks/bench_depthwise.py measures the faster way 03 takes on small maps).
 
 Usage: python benchmarks/bench_padding.py [--arch efficientnet-lite0] [--size 80] [--batch 32] [--rounds 3]
        [--freeze-stride 4]
@@ -19,6 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from helpers.models import depthwise
 from helpers.models.inference import normalizer_for
 from helpers.models.padding import library_padding
 from helpers.models.zoo import build_model
@@ -60,6 +62,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--freeze-stride", type=int, default=params.defaults("03_train")["freeze_stride"])
     args = ap.parse_args()
+    with depthwise.fast_weight_grad(False):  # the padding alone; bench_depthwise.py measures the weight gradient
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Both paddings side by side, as main() prints them."""
     torch.manual_seed(0)
     folded = build_model(args.arch, 10, "imagenet")
     library = library_padding(build_model(args.arch, 10, "imagenet"))

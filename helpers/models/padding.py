@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from efficientnet_pytorch.utils import Conv2dDynamicSamePadding, Conv2dStaticSamePadding
 from torch import nn
 
+from helpers.models import depthwise
+
 
 def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> int:
     """Total 'same' padding along one side length (TensorFlow's rule, as efficientnet-pytorch computes it)."""
@@ -40,11 +42,27 @@ def _folded_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int] | None:
 
 
 def _forward(conv: nn.Conv2d, x: torch.Tensor, library_forward) -> torch.Tensor:
-    """One convolution with its symmetric padding inside; the library's forward where the padding is lopsided."""
+    """One convolution with its symmetric padding inside; the library's forward where the padding is lopsided.
+
+    Either way the convolution is depthwise.conv2d: F.conv2d but for the CPU weight gradient of small-map
+    depthwise kernels above 3x3 (helpers/models/depthwise.py).
+    """
     pad = _folded_padding(conv, x)
-    if pad is not None:
-        return F.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
-    return library_forward(conv, x)
+    if pad is None:  # the library's own F.pad, then a convolution without padding
+        if not depthwise.applies(x, conv.weight, conv.stride, 0, conv.dilation, conv.groups):
+            return library_forward(conv, x)
+        x, pad = _library_padded(conv, x), conv.padding
+    return depthwise.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
+
+
+def _library_padded(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`x` padded as the library pads it before a convolution whose 'same' padding is lopsided."""
+    static = getattr(conv, "static_padding", None)
+    if static is not None:
+        return static(x)
+    ph = _same_pad(x.shape[-2], conv.weight.shape[-2], conv.stride[0], conv.dilation[0])
+    pw = _same_pad(x.shape[-1], conv.weight.shape[-1], conv.stride[1], conv.dilation[1])
+    return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
 
 
 class DynamicSamePadConv2d(Conv2dDynamicSamePadding):
