@@ -142,6 +142,28 @@ def test_the_old_gradcam_layout_is_caught():
     plt.close(fig)
 
 
+def test_every_grid_title_sits_above_its_own_image():
+    """Image grids draw each image into one axes at its cell: every title is above its image and on none."""
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (3, 32, 32), dtype=np.uint8) for _ in range(7)]
+    titles = [f"{a} → {b} (0.{i}3)" for i, (a, b) in enumerate(zip(NAMES, NAMES[1:]))]
+    grids = ((plots.image_grid(images, titles, cols=3, title="A sample"), 1),
+             (plots.gradcam_grid(images, rng.random((7, 8, 8)), titles, "layer _blocks.10", cols=3), 2))
+    for fig, per_image in grids:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        boxes = [im.get_window_extent(renderer) for im in ax.images]
+        assert len(boxes) == per_image * len(images)
+        assert ["".join(t.get_text().split()) for t in ax.texts] == ["".join(t.split()) for t in titles]
+        for text, own in zip(ax.texts, boxes[::per_image]):
+            box = text.get_window_extent(renderer)
+            assert not any(box.overlaps(b) for b in boxes), f"{text.get_text()!r} lies on an image"
+            assert box.y0 >= own.y1 - 1 and own.x0 - 1 <= (box.x0 + box.x1) / 2 <= own.x1 + 1
+        assert_no_overlap(fig)
+        matplotlib.pyplot.close(fig)
+
+
 def _words_of(fig) -> str:
     texts = [fig._suptitle.get_text() if fig._suptitle else ""]
     for ax in fig.axes:
