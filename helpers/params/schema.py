@@ -205,7 +205,7 @@ SCHEMA: list[Param] = [
       check=_check_init, values="`weights`, `best`, `last`, `cycle:<N>`"),
     P("batch_size", int, 32, ("02_data", "03_train", "04_evaluate", "05_predict"), "images per step on the device",
       minimum=1),
-    P("epochs", int, 4, ("03_train",), "epochs of the network stage of this cycle, after the head-only ones",
+    P("epochs", int, 7, ("03_train",), "epochs of the network stage of this cycle, after the head-only ones",
       minimum=0),
     P("head_epochs", int, 5, ("03_train",), "head-only epochs on cached backbone features, run first (cheap)",
       minimum=0),
@@ -233,10 +233,10 @@ SCHEMA: list[Param] = [
       "the validation figure that picks each cycle's best epoch and the run's best model across cycles",
       choices=("accuracy", "balanced_accuracy", "macro_f1")),
     P("freeze_bn", bool, True, ("03_train",), "keep BatchNorm statistics frozen (stable at small batches)"),
-    P("freeze_early", bool, True, ("03_train",), "keep the stem and stride-4 layers frozen at their pretrained "
-      "weights and train the rest on their cached output (epochs about 1.4× faster)"),
-    P("freeze_stride", int, 4, ("03_train",), "with `freeze_early`: the frozen layers are those whose output is at "
-      "least 1/N of the input's side (8 or 16 freeze and cache more: faster epochs, less adaptation)",
+    P("freeze_early", bool, True, ("03_train",), "keep the stem and the early layers (`freeze_stride`) frozen at "
+      "their pretrained weights and train the rest on their cached output (faster epochs)"),
+    P("freeze_stride", int, 8, ("03_train",), "with `freeze_early`: the frozen layers are those whose output is at "
+      "least 1/N of the input's side (2 or 4 train more of the network, 16 freezes and caches more)",
       choices=(2, 4, 8, 16)),
     P("patience", int, 0, ("03_train",), "stop after this many epochs without a better val accuracy (0: never)",
       minimum=0),
