@@ -354,3 +354,19 @@ def test_a_kernel_started_ahead_runs_the_notebook_as_a_fresh_one(tmp_path):
     notebooks.execute(source, target, {}, tmp_path, log)  # a fresh kernel: nothing loaded ahead
     assert nbformat.read(target, as_version=4).cells[3].outputs[0]["text"].strip() == "False False"
     assert _kernels() == []
+
+
+@pytest.mark.notebook
+def test_a_finished_notebooks_kernel_runs_its_exit_handlers_and_ends(tmp_path):
+    """The kernel ends without the interpreter's teardown, but what the notebook registered to run at exit runs."""
+    import nbformat
+
+    from helpers.runner import notebooks
+    source, target, log, mark = tmp_path / "nb.ipynb", tmp_path / "out.ipynb", tmp_path / "log.txt", tmp_path / "m"
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(f"import atexit\natexit.register(lambda: open({str(mark)!r}, 'w')"
+                                            ".write('flushed at exit'))")]
+    nbformat.write(book, source)
+    notebooks.execute(source, target, {}, tmp_path, log, notebooks.Kernel(source, tmp_path, log))
+    assert mark.read_text() == "flushed at exit"
+    assert _kernels() == []
