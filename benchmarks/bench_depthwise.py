@@ -6,18 +6,17 @@ network stage trains (the layers after the frozen ones, at `--freeze-stride`) an
 fast way off and on, in alternating rounds; the weight gradients of both ways are compared too.
 
 Usage: python benchmarks/bench_depthwise.py [--arch efficientnet-lite0] [--size 80] [--batch 32] [--rounds 3]
-       [--freeze-stride 8]
+       [--freeze-stride 8 (03's default)]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
-from bench_padding import rate, train_step
+from bench_padding import network_arguments, rate, train_step
 
 from helpers.models import depthwise
 from helpers.models.inference import normalizer_for
@@ -53,13 +52,7 @@ def depthwise_calls(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:
 
 def main() -> None:
     """Print per-shape weight-gradient times and training img/s with oneDNN's way and the fast one."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", default="efficientnet-lite0")
-    ap.add_argument("--size", type=int, default=80)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--freeze-stride", type=int, default=8)
-    args = ap.parse_args()
+    args = network_arguments(__doc__).parse_args()
     torch.manual_seed(0)
     model = build_model(args.arch, 10, "imagenet").to(memory_format=torch.channels_last)
     x = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=torch.channels_last)

@@ -53,15 +53,20 @@ def train_step(net: torch.nn.Module, model: torch.nn.Module, x: torch.Tensor, y:
     return step
 
 
-def main() -> None:
-    """Print forward (no gradients) and training img/s of the library's padding and the folded one."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def network_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark of one network's passes: arch, size, batch, rounds, freeze stride."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--arch", default="efficientnet-lite0")
     ap.add_argument("--size", type=int, default=80)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--freeze-stride", type=int, default=params.defaults("03_train")["freeze_stride"])
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    """Print forward (no gradients) and training img/s of the library's padding and the folded one."""
+    args = network_arguments(__doc__).parse_args()
     with depthwise.fast_weight_grad(False):  # the padding alone; bench_depthwise.py measures the weight gradient
         measure(args)
 
