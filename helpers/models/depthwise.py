@@ -3,10 +3,10 @@
 oneDNN's depthwise kernel for the weight gradient (`jit_dw`) handles 3x3 kernels only: a depthwise 5x5 falls to its
 general grouped-convolution kernel, which treats every one-channel group as a block of 16 (`ONEDNN_VERBOSE=1`
 prints `jit:avx512_core,backward_weights` there, `jit_dw` for 3x3). On EfficientNet's last stages at 80 px (5x5
-kernels over maps of 3x3 and 5x5, the costliest calls of 03's network stage) that call took 2.8-7 ms. The same
+kernels over maps of 3x3 and 5x5, the costliest calls of 03's network stage) that call took 1.5-7 ms. The same
 gradient is a correlation of each image's input channel with its output gradient, summed over the images: one
 depthwise forward over N x C channels whose kernels are the gradient maps, which oneDNN runs with its fast
-forward kernel for any size (`brdgmm_dw`): 0.4-1.1 ms. The forward and the input gradient keep oneDNN's own
+forward kernel for any size (`brdgmm_dw`): 0.5-2.2 ms. The forward and the input gradient keep oneDNN's own
 kernels. On output maps larger than `MAX_OUTPUT_MAP` positions (at 224 px, say) neither way wins on every shape,
 so those keep oneDNN's; `python benchmarks/bench_depthwise.py` prints both ways per shape and the training step.
 """
