@@ -25,58 +25,44 @@ def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> int:
     return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
 
-def _folded_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int] | None:
-    """The symmetric padding (top/bottom, left/right) the library would apply to `x`, or None if it is lopsided."""
+def _same_amounts(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int, int, int]:
+    """The 'same' padding (left, right, top, bottom) the library applies to `x` before this convolution."""
     static = getattr(conv, "static_padding", None)
     if static is not None:  # Conv2dStaticSamePadding: amounts fixed at build time
-        if isinstance(static, nn.Identity):
-            return 0, 0
-        left, right, top, bottom = static.padding
-    else:  # Conv2dDynamicSamePadding: amounts from the input's size
-        ph = _same_pad(x.shape[-2], conv.weight.shape[-2], conv.stride[0], conv.dilation[0])
-        pw = _same_pad(x.shape[-1], conv.weight.shape[-1], conv.stride[1], conv.dilation[1])
-        top, bottom, left, right = ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
-    if top != bottom or left != right:
-        return None
-    return top, left
+        return (0, 0, 0, 0) if isinstance(static, nn.Identity) else tuple(static.padding)
+    # Conv2dDynamicSamePadding: amounts from the input's size
+    ph = _same_pad(x.shape[-2], conv.weight.shape[-2], conv.stride[0], conv.dilation[0])
+    pw = _same_pad(x.shape[-1], conv.weight.shape[-1], conv.stride[1], conv.dilation[1])
+    return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
 
-def _forward(conv: nn.Conv2d, x: torch.Tensor, library_forward) -> torch.Tensor:
-    """One convolution with its symmetric padding inside; the library's forward where the padding is lopsided.
+def _forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """One convolution with its 'same' padding: inside the convolution where it is symmetric, as the library's
+    F.pad before it where it is lopsided.
 
     Either way the convolution is depthwise.conv2d: F.conv2d but for the CPU weight gradient of small-map
     depthwise kernels above 3x3 (helpers/models/depthwise.py).
     """
-    pad = _folded_padding(conv, x)
-    if pad is None:  # the library's own F.pad, then a convolution without padding
-        if not depthwise.applies(x, conv.weight, conv.stride, 0, conv.dilation, conv.groups):
-            return library_forward(conv, x)
-        x, pad = _library_padded(conv, x), conv.padding
+    left, right, top, bottom = _same_amounts(conv, x)
+    if top == bottom and left == right:
+        pad = (top, left)
+    else:  # the library's own F.pad, then the convolution without padding
+        x, pad = F.pad(x, [left, right, top, bottom]), conv.padding
     return depthwise.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
-
-
-def _library_padded(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`x` padded as the library pads it before a convolution whose 'same' padding is lopsided."""
-    static = getattr(conv, "static_padding", None)
-    if static is not None:
-        return static(x)
-    ph = _same_pad(x.shape[-2], conv.weight.shape[-2], conv.stride[0], conv.dilation[0])
-    pw = _same_pad(x.shape[-1], conv.weight.shape[-1], conv.stride[1], conv.dilation[1])
-    return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
 
 
 class DynamicSamePadConv2d(Conv2dDynamicSamePadding):
     """Conv2dDynamicSamePadding with symmetric padding folded into the convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward(self, x, Conv2dDynamicSamePadding.forward)
+        return _forward(self, x)
 
 
 class StaticSamePadConv2d(Conv2dStaticSamePadding):
     """Conv2dStaticSamePadding with symmetric padding folded into the convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward(self, x, Conv2dStaticSamePadding.forward)
+        return _forward(self, x)
 
 
 _FOLDED = {Conv2dDynamicSamePadding: DynamicSamePadConv2d, Conv2dStaticSamePadding: StaticSamePadConv2d}
