@@ -99,7 +99,7 @@ class _FastWeightGrad(torch.autograd.Function):
                 grad, x, weight, None, list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], weight.shape[0],
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            grad_w = weight_grad(grad, x, tuple(weight.shape[-2:]), ctx.stride, ctx.padding).to(weight.dtype)
+            grad_w = weight_grad(grad, x, tuple(weight.shape[-2:]), ctx.stride, ctx.padding)
         return grad_x, grad_w, None, None
 
 
