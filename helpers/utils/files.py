@@ -259,7 +259,11 @@ def _show_saved(fig: Any, path: Path) -> None:
     if matplotlib.get_backend() != INLINE_BACKEND:
         return
     import matplotlib.pyplot as plt
+    from IPython import get_ipython
     from IPython.display import Image, display
+    if get_ipython() is None:  # the inline backend named in a plain process (the runner's): nowhere to show it
+        plt.close(fig)
+        return
     data = path.read_bytes()
     width = int.from_bytes(data[16:20], "big")  # the PNG header's width, in pixels
     display(Image(data=data, format="png", width=round(width * fig.dpi / FIGURE_DPI)))
