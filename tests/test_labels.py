@@ -88,6 +88,11 @@ def test_features_are_computed_once_per_image_and_a_damaged_shard_is_recomputed(
     features.cached_features(files, shas, "mobilenet_v3_small", 32, torch.device("cpu"), root=tmp_path / "cache",
                              model=_random_net())
     assert calls == [1, 4]
+    for shard in features.store_dir("mobilenet_v3_small", 32, root=tmp_path / "cache").glob("*.npz"):
+        shard.write_bytes(shard.read_bytes()[:200])  # cut off mid-write by another tool: a zip without its end
+    features.cached_features(files, shas, "mobilenet_v3_small", 32, torch.device("cpu"), root=tmp_path / "cache",
+                             model=_random_net())
+    assert calls == [1, 4, 4]
 
 
 def _random_net():

@@ -1,8 +1,9 @@
 """Pooled backbone features of the pretrained network, cached on disk per (image content hash, arch, size).
 
 02's label-issue search computes them for every image, and a rerun (or another run on the same images) computes
-only the images it has not seen. 03 computes its own: its head stage starts from the frozen early layers' cached
-output, which the network stage needs anyway. A store is a folder
+only the images it has not seen. When it computes, it goes split by split through 03's frozen early layers
+(helpers/training/frozencache.py), so 03 finds their output, and these features as its head's input, already made. A
+store is a folder
 `data/cache/features/<arch>-<size>px-<weights>-<version>/` of shards (`.npz`: sha256 and features), each written
 atomically, so a kill never leaves half a shard and two writers at worst compute the same rows twice.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +42,7 @@ def read_store(folder: Path) -> dict[str, np.ndarray]:
         try:
             with np.load(shard) as data:
                 rows.update(zip(data["sha256"].tolist(), data["features"]))
-        except (OSError, ValueError, KeyError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             continue  # a damaged shard only costs its rows' recomputation
     return rows
 
