@@ -171,6 +171,8 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
                           "-p", "head_epochs", "0", "-p", "lang", "ru"]) == 0
     lines = (run / "cycles.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first
+    sizes = split["split"].value_counts()  # the second cycle computes none of its frozen layers' output again
+    assert f"({2 * sizes['train'] + sizes['val']} of them kept from before" in (run / "pipeline.log").read_text()
     assert sorted(p.name.split(".")[0] for p in (run / "notebooks" / "history").iterdir()) == \
         ["03_train", "04_evaluate"]
     report = (paths.report_dir("tiny") / "REPORT.md").read_text()
@@ -213,6 +215,8 @@ def _check_console(captured, run):
     for name in paths.NOTEBOOK_NAMES:
         assert f"===== {name} started" in log
     assert log.count("Executing Cell") >= 20 and "layout: class_folders" in log and "cycle 1 epoch 2/2" in log
+    kept = sizes["train"] + sizes["val"]  # 02's feature pass left the frozen layers' output of both for 03
+    assert f"({kept} of them kept from before" in log, log
 
 
 def _check_notebook_outputs(folder):

@@ -23,6 +23,8 @@ import torch
 from helpers.data.imagecache import load_resized
 from helpers.models import features as feature_store
 from helpers.models.zoo import WeightsError
+from helpers.params.schema import defaults
+from helpers.training import frozencache
 from helpers.utils import files
 
 FOLDS = 5
@@ -35,6 +37,7 @@ NEIGHBOURS = 10  # cleanlab's default k for OutOfDistribution
 OUTLIER_THRESHOLD = 0.37037  # Datalab's: mean neighbour distance above Q3 + (1/t - 1) * IQR is an outlier
 NEAR_DUPLICATE_THRESHOLD = 0.13  # Datalab's: nearest distance below t * the median nearest distance
 FALLBACK_ARCH = "efficientnet-lite0"  # its ImageNet weights install with the package, so it is always there
+FREEZE_STRIDE = defaults("03_train")["freeze_stride"]  # 03's frozen units by default, whose output 02 keeps for it
 ISSUE_COLUMNS = ["path", "given_label", "suggested_label", "label_quality", "rank", "split"]
 MODES = ("report", "exclude_train")
 
@@ -143,6 +146,9 @@ def features_for(frame: pd.DataFrame, root: Path, arch: str, size: int, device: 
     """Pooled ImageNet features of every row (cached), of `arch` or, where its weights are absent, of Lite0."""
     image_files = [str(Path(root) / p) for p in frame["path"]]
     try:
+        if "split" in frame and feature_store.lookup(frame["sha256"].tolist(), arch, size) is None:
+            # through the frozen units split by split: 03 then finds their output for its training and validation
+            frozencache.split_features(frame.assign(file=image_files), arch, size, device, FREEZE_STRIDE)
         return (feature_store.cached_features(image_files, frame["sha256"].tolist(), arch, size, device, batch_size,
                                               progress=progress), arch, [])
     except WeightsError as exc:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from helpers.models.inference import extract_features
-from helpers.training import distributed, frozen
+from helpers.training import distributed, frozen, frozencache
 from helpers.training.batches import loader_workers
 from helpers.training.config import TrainConfig
 from helpers.training import lrfind
@@ -120,6 +120,8 @@ def stage_steps(stage: str, n_train: int, batch_size: int) -> int:
 
 def head_features(c: Cycle, train_images, val_images) -> tuple[torch.Tensor, torch.Tensor]:
     """The head's inputs, computed once: pooled features of the frozen backbone for train and val."""
+    if c.early is not None and c.early.pooled is not None:  # kept with the early output (frozencache)
+        return tuple(p.to(c.device) for p in c.early.pooled)
     if c.early is not None and c.early.cached:  # the backbone's rest on the cached early output
         return tuple(frozen.pooled_features(c.early.rest, f, c.device) for f in (c.early.train, c.early.val))
     workers = loader_workers(c.cfg, c.device)
@@ -139,13 +141,27 @@ def frozen_early(c: Cycle, train_images, val_images) -> Early | None:
         return Early(frozen.Rest(c.model, cfg.arch, k, cached=False))  # frozen, but run on every image
     workers = loader_workers(cfg, c.device)
     t0 = time.perf_counter()
-    feats = [frozen.early_features(c.model, cfg.arch, k, c.norm, imgs, c.device, flip=flip, workers=workers)
-             for imgs, flip in ((train_images, False), (train_images, True), (val_images, False)) if flip <= mirror]
+    feats, pooled, kept = [], [], 0
+    for imgs, flip in ((train_images, False), (train_images, True), (val_images, False)):
+        if flip > mirror:
+            continue
+        found = frozencache.load(c.model, cfg.arch, k, imgs, c.device, flip)  # computed by 02, or an earlier cycle
+        if found is None:
+            out = frozen.early_features(c.model, cfg.arch, k, c.norm, imgs, c.device, flip=flip, workers=workers)
+            if distributed.is_main():
+                frozencache.save(c.model, cfg.arch, k, imgs, c.device, out, flip)
+            found = (out, None)
+        else:
+            kept += len(imgs)
+        feats.append(found[0])
+        if not flip:
+            pooled.append(found[1])
     if c.progress:
-        print(f"frozen early layers ({k} units): output cached for {n} images in {time.perf_counter() - t0:.1f}s",
-              flush=True)
+        print(f"frozen early layers ({k} units): output cached for {n} images in {time.perf_counter() - t0:.1f}s"
+              + (f" ({kept} of them kept from before: data/cache/frozen)" if kept else ""), flush=True)
     train, *rest = feats
-    return Early(frozen.Rest(c.model, cfg.arch, k), train, rest[0] if mirror else None, rest[-1])
+    heads = tuple(pooled) if all(p is not None for p in pooled) else None
+    return Early(frozen.Rest(c.model, cfg.arch, k), train, rest[0] if mirror else None, rest[-1], heads)
 
 
 def compiled(model: nn.Module, cfg: TrainConfig, device: torch.device, progress: bool) -> nn.Module:

@@ -22,6 +22,7 @@ class Early:
     train: torch.Tensor | None = None
     mirrored: torch.Tensor | None = None
     val: torch.Tensor | None = None
+    pooled: tuple[torch.Tensor, torch.Tensor] | None = None  # the head's inputs, train and val, when kept (frozencache)
 
     @property
     def cached(self) -> bool:
