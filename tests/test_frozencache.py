@@ -80,3 +80,18 @@ def test_the_least_recently_used_entries_go_beyond_the_budget(tmp_path, monkeypa
     assert frozencache.load(model, ARCH, k, images ^ 1, CPU, root=tmp_path)  # the first is used again: now the newer
     third = frozencache.save(model, ARCH, k, images ^ 3, CPU, early, root=tmp_path)
     assert first.exists() and third.exists() and not second.exists()
+
+
+def test_without_room_for_the_image_caches_02_still_gets_the_networks_features(make_dataset, small_disk, monkeypatch):
+    from .conftest import fill_disk
+    frame, report = data.prepare_split(make_dataset(per_class=12, size=(20, 20)), seed=1)
+    home = small_disk("4m") / "home"
+    monkeypatch.setenv("STUDY_HOME", str(home))
+    (home / "data" / "cache").mkdir(parents=True)
+    fill_disk(home, leave=300_000)  # the feature shard fits (184 kB), the training split's 80 px cache does not
+    feats, used, _ = labels.features_for(frame, report["root"], ARCH, 80, CPU)
+    files = [f"{report['root']}/{p}" for p in frame["path"]]
+    net = build_model(ARCH, 1000, "imagenet").to(memory_format=torch.channels_last)
+    whole = extract_features(net, ARCH, normalizer_for(ARCH), imagecache.DecodedImages(files, 80), CPU)
+    assert np.allclose(feats, whole.numpy(), atol=1e-4)
+    assert not list((home / "data" / "cache").glob("80px-*.npy")) and not (home / "data" / "cache" / "frozen").exists()

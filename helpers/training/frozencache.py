@@ -117,7 +117,7 @@ def split_features(frame, arch: str, size: int, device: torch.device, freeze_str
 
     For 02: the same numbers as one pass of the network, and the training and validation splits' early output
     is kept for 03 (its `freeze_stride`, the default unless told). None, and nothing computed, where a split is
-    too large to keep or is not cached (it would be decoded on the fly).
+    too large to keep, would be decoded on the fly, or finds no room on the disk for its image cache.
     """
     model = feature_store.pretrained_backbone(arch, device)
     k = frozen.early_units(model, arch, size, freeze_stride)
@@ -127,7 +127,10 @@ def split_features(frame, arch: str, size: int, device: torch.device, freeze_str
             not frozen.fits(frozen.cache_bytes(model, arch, k, size, len(frame))):
         return None
     classes = sorted(frame["label"].unique())
-    arrays = {s: imagecache.split_arrays(frame, classes, s, size, cache_root=root)[0] for s in names}
+    try:
+        arrays = {s: imagecache.split_arrays(frame, classes, s, size, cache_root=root)[0] for s in names}
+    except (imagecache.ImageCacheError, OSError):
+        return None  # no room for the image caches: 02 decodes its files in one pass, as without them
     if not all(isinstance(a, np.ndarray) for a in arrays.values()):
         return None
     norm, rest = normalizer_for(arch).to(device), frozen.Rest(model, arch, k)
