@@ -3,6 +3,9 @@ network's own numbers; a changed image or weight, or a damaged entry, is compute
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import torch
 
@@ -77,6 +80,9 @@ def test_the_least_recently_used_entries_go_beyond_the_budget(tmp_path, monkeypa
     model, images, k, early, _ = _entry(tmp_path / "unused")
     first, second = (frozencache.save(model, ARCH, k, images ^ i, CPU, early, root=tmp_path) for i in (1, 2))
     monkeypatch.setattr(frozencache, "MAX_BYTES", int(first.stat().st_size * 2.5))
+    now = time.time()
+    for age, path in ((20, first), (10, second)):  # written a while ago, the first before the second
+        os.utime(path, (now - age, now - age))
     assert frozencache.load(model, ARCH, k, images ^ 1, CPU, root=tmp_path)  # the first is used again: now the newer
     third = frozencache.save(model, ARCH, k, images ^ 3, CPU, early, root=tmp_path)
     assert first.exists() and third.exists() and not second.exists()
