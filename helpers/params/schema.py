@@ -220,7 +220,7 @@ SCHEMA: list[Param] = [
     P("weight_decay", float, 0.01, ("03_train",), "AdamW's decoupled weight decay, both stages (AdamW's own default)",
       minimum=0.0),
     P("warmup_epochs", float, 1.0, ("03_train",),
-      "the network stage's linear learning-rate warm-up, in epochs, before the cosine decay", minimum=0.0),
+      "the network stage's linear learning-rate warm-up, in epochs (at most half the stage), before the cosine decay", minimum=0.0),
     P("label_smoothing", float, 0.1, ("03_train",), "cross-entropy label smoothing",
       check=_check_label_smoothing, values="0 ≤ x < 1"),
     P("augment", str, "flip", ("03_train",), "train-time augmentation", choices=("none", "flip", "crop")),
