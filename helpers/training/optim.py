@@ -66,8 +66,10 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, warm: int):
-    """Warmup then cosine (LambdaLR), or one-cycle, stepped once per optimizer step."""
+    """Warmup then cosine (LambdaLR), or one-cycle, stepped once per optimizer step.
+
+    The warm-up takes at most half of the `total` steps, so a short stage (epochs=1) still decays from its peak."""
     if cfg.schedule == "onecycle" and total > 1:
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
                                                    total_steps=total, pct_start=ONECYCLE_RISE)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warm))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, min(warm, total // 2)))

@@ -48,8 +48,7 @@ def enter_stage(c: Cycle, stage: str, n_train: int, train_images, val_images,
     if head_only:
         c.scheduler = torch.optim.lr_scheduler.LambdaLR(c.optimizer, warmup_cosine(total, 0))
     else:
-        # the warm-up takes at most half the stage, so a short cycle (epochs=1) still decays from its peak
-        c.scheduler = make_scheduler(c.optimizer, cfg, total, min(int(cfg.warmup_epochs * steps_per_epoch), total // 2))
+        c.scheduler = make_scheduler(c.optimizer, cfg, total, int(cfg.warmup_epochs * steps_per_epoch))
     if c.resume and c.resume["state"]["epoch"] > 0 and c.resume.get("stage") == stage:
         c.optimizer.load_state_dict(c.resume["optimizer"])
         c.scheduler.load_state_dict(c.resume["scheduler"])
