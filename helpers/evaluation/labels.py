@@ -146,9 +146,12 @@ def features_for(frame: pd.DataFrame, root: Path, arch: str, size: int, device: 
     """Pooled ImageNet features of every row (cached), of `arch` or, where its weights are absent, of Lite0."""
     image_files = [str(Path(root) / p) for p in frame["path"]]
     try:
-        if "split" in frame and feature_store.lookup(frame["sha256"].tolist(), arch, size) is None:
+        feats = feature_store.lookup(frame["sha256"].tolist(), arch, size)
+        if feats is None and "split" in frame:
             # through the frozen units split by split: 03 then finds their output for its training and validation
-            frozencache.split_features(frame.assign(file=image_files), arch, size, device, FREEZE_STRIDE)
+            feats = frozencache.split_features(frame.assign(file=image_files), arch, size, device, FREEZE_STRIDE)
+        if feats is not None:
+            return feats, arch, []
         return (feature_store.cached_features(image_files, frame["sha256"].tolist(), arch, size, device, batch_size,
                                               progress=progress), arch, [])
     except WeightsError as exc:

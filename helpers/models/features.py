@@ -24,6 +24,8 @@ from helpers.models import zoo
 from helpers.models.inference import extract_features, normalizer_for
 from helpers.utils import files, paths
 
+# What np.load of a damaged or cut-off .npz raises (a truncated zip: BadZipFile; foreign bytes: ValueError).
+DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 FEATURES_VERSION = "v1"  # bump when the pooling or the preprocessing changes
 
 
@@ -42,7 +44,7 @@ def read_store(folder: Path) -> dict[str, np.ndarray]:
         try:
             with np.load(shard) as data:
                 rows.update(zip(data["sha256"].tolist(), data["features"]))
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except DAMAGED:
             continue  # a damaged shard only costs its rows' recomputation
     return rows
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +73,7 @@ def load(model: nn.Module, arch: str, k: int, images, device: torch.device,
             pooled = torch.from_numpy(entry["pooled"]) if "pooled" in entry and \
                 str(entry["backbone"]) == backbone_digest(model, arch) else None
         os.utime(path)  # recently used: the last to be removed
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except feature_store.DAMAGED:
         return None  # absent or damaged: computed again
     if len(early) != len(images) or (pooled is not None and len(pooled) != len(images)):
         return None
@@ -122,9 +121,10 @@ def split_features(frame, arch: str, size: int, device: torch.device, freeze_str
     model = feature_store.pretrained_backbone(arch, device)
     k = frozen.early_units(model, arch, size, freeze_stride)
     names = [s for s in ("train", "val", "test") if (frame["split"] == s).any()]
-    if k == 0 or len(names) < frame["split"].nunique() or \
-            frozen.cache_bytes(model, arch, k, size, len(frame)) > MAX_ENTRY_BYTES or \
-            not frozen.fits(frozen.cache_bytes(model, arch, k, size, len(frame))):
+    if k == 0 or len(names) < frame["split"].nunique():
+        return None
+    nbytes = frozen.cache_bytes(model, arch, k, size, len(frame))
+    if nbytes > MAX_ENTRY_BYTES or not frozen.fits(nbytes):
         return None
     classes = sorted(frame["label"].unique())
     try:
