@@ -11,7 +11,9 @@ ARGS ?=
 
 # The stamp makes the install run once: again only when requirements.txt or pyproject.toml change (then pip
 # finds the pinned versions installed and needs the index only for a new one); tests/test_offline.py checks it.
+# scripts/install_room.py first refuses, in one sentence, a disk that cannot hold the ~6.4 GB install.
 $(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) scripts/install_room.py $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -56,6 +56,22 @@ def test_changed_requirements_install_again(project, changed):
     assert commands[-2:] == ["touch .venv/.installed", ".venv/bin/python -m helpers.pipeline"]
 
 
+@needs_make
+def test_an_install_on_a_too_small_disk_stops_before_writing(small_disk):
+    """A disk without room for .venv: make stops with one sentence naming the folder, and creates no venv."""
+    root = small_disk("20m") / "kit"
+    (root / "scripts").mkdir(parents=True)
+    for name in ("Makefile", "requirements.txt", "pyproject.toml", "scripts/install_room.py"):
+        shutil.copy(paths.PROJECT_ROOT / name, root / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", ".venv/.installed", f"PYTHON={sys.executable}"],
+                          cwd=root, capture_output=True, text=True, env=env)
+    assert done.returncode != 0
+    assert "Not enough disk for the install" in done.stderr and str(root / ".venv") in done.stderr
+    assert "GB free" in done.stderr
+    assert not (root / ".venv").exists()
+
+
 def _network_cutter() -> list[str] | None:
     """The command prefix that runs a shell in a new network namespace with only loopback up, if allowed here."""
     if sys.platform != "linux" or not shutil.which("unshare") or not shutil.which("ip"):
