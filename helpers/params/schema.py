@@ -205,7 +205,7 @@ SCHEMA: list[Param] = [
       check=_check_init, values="`weights`, `best`, `last`, `cycle:<N>`"),
     P("batch_size", int, 32, ("02_data", "03_train", "04_evaluate", "05_predict"), "images per step on the device",
       minimum=1),
-    P("epochs", int, 7, ("03_train",), "epochs of the network stage of this cycle, after the head-only ones",
+    P("epochs", int, 8, ("03_train",), "epochs of the network stage of this cycle, after the head-only ones",
       minimum=0),
     P("head_epochs", int, 5, ("03_train",), "head-only epochs on cached backbone features, run first (cheap)",
       minimum=0),
