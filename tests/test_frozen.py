@@ -86,12 +86,13 @@ def test_feature_set_draws_the_mirror_half_the_time_as_random_flip_does():
     assert all(float(frozen.EarlyFeatureSet(plain, [0] * 400)[i][0]) == 0.0 for i in range(10))
 
 
-def _cycle(tmp_path, monkeypatch, cached: bool, freeze_early: bool = True) -> dict:
+def _cycle(tmp_path, monkeypatch, cached: bool, freeze_early: bool = True, **kw) -> dict:
     monkeypatch.setattr(frozen, "fits", lambda nbytes: cached)
     x = _images(24, 32, seed=1)
     y = [i % 3 for i in range(24)]
     cfg = TrainConfig(arch="mobilenet_v3_small", classes=["a", "b", "c"], image_size=32, batch_size=8,
-                            epochs=2, head_epochs=1, weights="none", freeze_early=freeze_early, seed=5)
+                      **{"epochs": 2, "head_epochs": 1, "weights": "none", "freeze_early": freeze_early, "seed": 5,
+                         **kw})
     run_cycle(cfg, tmp_path, x, y, x[:9], y[:9], torch.device("cpu"), progress=False)
     return torch.load(tmp_path / "checkpoints" / "cycle-1" / "last.pt", weights_only=False)["model"]
 
@@ -123,3 +124,45 @@ def test_freeze_stride_freezes_and_caches_the_deeper_stages_too(tmp_path):
                     or (n.startswith("_blocks.") and int(n.split(".")[1]) <= 10)]
     assert frozen_names and all(torch.equal(trained[n], start[n]) for n in frozen_names)
     assert not torch.equal(trained["_blocks.11._project_conv.weight"], start["_blocks.11._project_conv.weight"])
+
+
+def test_late_freeze_trains_the_next_stage_until_the_last_epochs_then_only_the_deepest_layers(tmp_path, monkeypatch):
+    from helpers.training import loop
+    arch = "efficientnet-lite0"
+    model = build_model(arch, 3, "none")
+    # at 32 px stride 8 ends after block 4, stride 16 after block 10 (the test above)
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    after: list[dict] = []
+    fit = loop.fit_epoch
+
+    def recording(c, *args):
+        out = fit(c, *args)
+        after.append({n: t.detach().clone() for n, t in c.model.state_dict().items()})
+        return out
+    monkeypatch.setattr(loop, "fit_epoch", recording)
+    x, y = _images(24, 32), [i % 3 for i in range(24)]
+    cfg = TrainConfig(arch=arch, classes=["a", "b", "c"], image_size=32, batch_size=8, epochs=3, head_epochs=0,
+                      weights=str(tmp_path / "start.pt"), freeze_stride=8, late_freeze_epochs=1, seed=3)
+    run_cycle(cfg, tmp_path / "run", x, y, x[:6], y[:6], torch.device("cpu"), progress=False)
+    start = model.state_dict()
+
+    def block(name: str) -> int:
+        return int(name.split(".")[1]) if name.startswith("_blocks.") else (-1 if "stem" in name or "_bn0" in name
+                                                                             else 99)
+    weights = [n for n in start if n.endswith(".weight")]
+    early = [n for n in weights if block(n) <= 4]
+    next_stage = [n for n in weights if 5 <= block(n) <= 10]
+    deepest = [n for n in weights if block(n) >= 11]
+    assert len(after) == 3 and early and next_stage and deepest
+    assert all(torch.equal(a[n], start[n]) for a in after for n in early)  # frozen throughout
+    assert any(not torch.equal(after[1][n], after[0][n]) for n in next_stage)  # trains in epochs 1-2
+    assert all(torch.equal(after[2][n], after[1][n]) for n in next_stage)  # frozen in the last epoch
+    assert any(not torch.equal(after[2][n], after[1][n]) for n in deepest)  # which trains the rest
+
+
+def test_late_freeze_on_the_cached_output_trains_as_running_the_layers(tmp_path, monkeypatch):
+    cached = _cycle(tmp_path / "cached", monkeypatch, cached=True, epochs=3, late_freeze_epochs=2)
+    live = _cycle(tmp_path / "live", monkeypatch, cached=False, epochs=3, late_freeze_epochs=2)
+    plain = _cycle(tmp_path / "plain", monkeypatch, cached=True, epochs=3)
+    assert max(float((cached[n].float() - live[n].float()).abs().max()) for n in cached) < 1e-3
+    assert any(not torch.equal(cached[n], plain[n]) for n in cached)  # it changed what trained

@@ -91,11 +91,14 @@ def test_interrupted_cycle_resumes_from_last_epoch(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
-def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("settings, crash", [(dict(epochs=2, augment="none"), 2),
+                                             # interrupted in the second epoch after the late freeze's switch
+                                             (dict(epochs=3, augment="flip", late_freeze_epochs=2), 3)])
+def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch, settings, crash):
     x, y = _data()
-    cfg = _config(epochs=2, head_epochs=0, augment="none")
+    cfg = _config(head_epochs=0, **settings)
     train.run_cycle(cfg, tmp_path / "straight", x, y, x, y, DEVICE, progress=False)
-    original = _crash_on(2, monkeypatch)
+    original = _crash_on(crash, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run_cycle(cfg, tmp_path / "resumed", x, y, x, y, DEVICE, progress=False)
     monkeypatch.setattr(loop, "train_one_epoch", original)

@@ -239,6 +239,9 @@ SCHEMA: list[Param] = [
     P("freeze_stride", int, 8, ("03_train",), "with `freeze_early`: the frozen layers are those whose output is at "
       "least 1/N of the input's side (2 or 4 train more of the network, 16 freezes and caches more)",
       choices=(2, 4, 8, 16)),
+    P("late_freeze_epochs", int, 0, ("03_train",), "with `freeze_early`: the network stage's last N epochs freeze "
+      "the next stage too (up to stride 2 × `freeze_stride`), its output computed once from its trained weights, "
+      "and train only the deepest layers (cheaper epochs; 0: never)", minimum=0),
     P("patience", int, 0, ("03_train",), "stop after this many epochs without a better val accuracy (0: never)",
       minimum=0),
     P("unfreeze", str, "all", ("03_train",), "stage 2 trains `all` blocks, or only this many top blocks",

@@ -28,7 +28,7 @@ from helpers.training.records import (
     save_epoch,
     save_last,
 )
-from helpers.training.stages import enter_stage
+from helpers.training.stages import deepen_frozen, enter_stage
 from helpers.training.state import Cycle
 
 STAGES = ("head", "full")
@@ -97,6 +97,8 @@ def run_stage(c: Cycle, stage: str, train_images, train_labels: list[int], val_i
     while c.state["epoch"] < last_epoch and not c.stopped_early:
         epoch = c.state["epoch"] + 1
         enter_stage(c, stage, len(train_labels), train_images, val_images, train_labels)
+        if stage == "full":
+            deepen_frozen(c, epoch)
         t0 = time.perf_counter()
         train_loss, train_acc, lr = loop.fit_epoch(c, epoch, train_images, train_labels)
         # Rank 0 validates; every rank takes its numbers, so best-epoch and early-stop decisions agree.

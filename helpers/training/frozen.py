@@ -121,6 +121,22 @@ def early_features(model: nn.Module, arch: str, k: int, norm: Normalizer, images
     return torch.cat(out) if out else torch.zeros(0)
 
 
+@torch.no_grad()
+def advance(model: nn.Module, arch: str, start: int, k: int, maps: torch.Tensor, device: torch.device,
+            batch_size: int = 64) -> torch.Tensor:
+    """Units `start`..`k` (eval mode) over the cached output of the first `start` units: the first `k` units' output."""
+    units = _units(model, arch)[start:k]
+    model.eval()
+    out = []
+    for i in range(0, len(maps), batch_size):
+        h = maps[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            for unit in units:
+                h = unit(h)
+        out.append(h.float().cpu().contiguous())
+    return torch.cat(out) if out else maps
+
+
 def cache_bytes(model: nn.Module, arch: str, k: int, size: int, n_images: int) -> int:
     """Bytes of the cached early outputs of `n_images` (float32)."""
     return _unit_shapes(model, arch, size)[k - 1].numel() * 4 * n_images

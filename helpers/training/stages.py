@@ -164,6 +164,35 @@ def frozen_early(c: Cycle, train_images, val_images) -> Early | None:
     return Early(frozen.Rest(c.model, cfg.arch, k), train, rest[0] if mirror else None, rest[-1], heads)
 
 
+def deepen_frozen(c: Cycle, epoch: int) -> None:
+    """late_freeze_epochs: from the network stage's last N epochs on, the next stage (up to stride 2 ×
+    freeze_stride) is frozen too and its output, from its weights as trained so far, cached once.
+
+    Idempotent; a resumed cycle past the switch recomputes the same output, since those units have not changed
+    since it. Without a cached early output (augment=crop, or too little memory) the deeper units only stop
+    learning."""
+    cfg, early = c.cfg, c.early
+    n = min(cfg.late_freeze_epochs, cfg.epochs)
+    if not n or early is None or epoch - cfg.head_epochs <= cfg.epochs - n:
+        return
+    k = frozen.early_units(c.model, cfg.arch, cfg.image_size, 2 * cfg.freeze_stride)
+    if k <= early.rest.k:
+        return
+    t0 = time.perf_counter()
+    frozen.freeze(c.model, cfg.arch, k)
+    if early.cached:
+        maps = [None if m is None else frozen.advance(c.model, cfg.arch, early.rest.k, k, m, c.device)
+                for m in (early.train, early.mirrored, early.val)]
+        c.early = Early(frozen.Rest(c.model, cfg.arch, k), *maps)
+    else:
+        c.early = Early(frozen.Rest(c.model, cfg.arch, k, cached=False))
+    c.forward = compiled(distributed.wrap(c.early.rest, c.device), cfg, c.device, False)
+    c.loader = None  # rebuilt over the new output
+    if c.progress:
+        print(f"late freeze from epoch {epoch}: {k} units frozen (up to stride {2 * cfg.freeze_stride})"
+              + (f", their output cached in {time.perf_counter() - t0:.1f}s" if early.cached else ""), flush=True)
+
+
 def compiled(model: nn.Module, cfg: TrainConfig, device: torch.device, progress: bool) -> nn.Module:
     """torch.compile'd forward with compile=True on CUDA; elsewhere compiling costs more than it saves."""
     if not cfg.compile:
