@@ -16,12 +16,15 @@ from helpers.utils import paths
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
+def make_env() -> dict[str, str]:
+    """This environment without the parent make's variables (under `make test`, which add "Entering directory")."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+
+
 def make_dry_run(project: Path) -> list[str]:
     """The commands `make run` would execute in `project`, without running them."""
-    # Under `make test` this runs inside make: drop the parent's make variables, which add "Entering directory".
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     out = subprocess.run(["make", "--no-print-directory", "-n", "run"], cwd=project, capture_output=True, text=True,
-                         check=True, env=env).stdout
+                         check=True, env=make_env()).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
@@ -63,9 +66,8 @@ def test_an_install_on_a_too_small_disk_stops_before_writing(small_disk):
     (root / "scripts").mkdir(parents=True)
     for name in ("Makefile", "requirements.txt", "pyproject.toml", "scripts/install_room.py"):
         shutil.copy(paths.PROJECT_ROOT / name, root / name)
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     done = subprocess.run(["make", "--no-print-directory", ".venv/.installed", f"PYTHON={sys.executable}"],
-                          cwd=root, capture_output=True, text=True, env=env)
+                          cwd=root, capture_output=True, text=True, env=make_env())
     assert done.returncode != 0
     assert "Not enough disk for the install" in done.stderr and str(root / ".venv") in done.stderr
     assert "GB free" in done.stderr
