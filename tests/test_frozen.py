@@ -142,7 +142,7 @@ def test_late_freeze_trains_the_next_stage_until_the_last_epochs_then_only_the_d
     monkeypatch.setattr(loop, "fit_epoch", recording)
     x, y = _images(24, 32), [i % 3 for i in range(24)]
     cfg = TrainConfig(arch=arch, classes=["a", "b", "c"], image_size=32, batch_size=8, epochs=3, head_epochs=0,
-                      weights=str(tmp_path / "start.pt"), freeze_stride=8, late_freeze_epochs=1, seed=3)
+                      weights=str(tmp_path / "start.pt"), freeze_stride=8, late_freeze=0.34, seed=3)
     run_cycle(cfg, tmp_path / "run", x, y, x[:6], y[:6], torch.device("cpu"), progress=False)
     start = model.state_dict()
 
@@ -161,8 +161,8 @@ def test_late_freeze_trains_the_next_stage_until_the_last_epochs_then_only_the_d
 
 
 def test_late_freeze_on_the_cached_output_trains_as_running_the_layers(tmp_path, monkeypatch):
-    cached = _cycle(tmp_path / "cached", monkeypatch, cached=True, epochs=3, late_freeze_epochs=2)
-    live = _cycle(tmp_path / "live", monkeypatch, cached=False, epochs=3, late_freeze_epochs=2)
-    plain = _cycle(tmp_path / "plain", monkeypatch, cached=True, epochs=3)
+    cached = _cycle(tmp_path / "cached", monkeypatch, cached=True, epochs=3, late_freeze=2 / 3)
+    live = _cycle(tmp_path / "live", monkeypatch, cached=False, epochs=3, late_freeze=2 / 3)
+    plain = _cycle(tmp_path / "plain", monkeypatch, cached=True, epochs=3, late_freeze=0.0)
     assert max(float((cached[n].float() - live[n].float()).abs().max()) for n in cached) < 1e-3
     assert any(not torch.equal(cached[n], plain[n]) for n in cached)  # it changed what trained

@@ -91,9 +91,9 @@ def test_interrupted_cycle_resumes_from_last_epoch(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("settings, crash", [(dict(epochs=2, augment="none"), 2),
+@pytest.mark.parametrize("settings, crash", [(dict(epochs=2, augment="none", late_freeze=0.0), 2),
                                              # interrupted in the second epoch after the late freeze's switch
-                                             (dict(epochs=3, augment="flip", late_freeze_epochs=2), 3)])
+                                             (dict(epochs=3, augment="flip", late_freeze=2 / 3), 3)])
 def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch, settings, crash):
     x, y = _data()
     cfg = _config(head_epochs=0, **settings)
@@ -112,7 +112,8 @@ def test_resumed_cycle_equals_uninterrupted_one(tmp_path, monkeypatch, settings,
 def test_bad_configs_fail_before_anything_is_written(tmp_path):
     x, y = _data()
     for kwargs, message in [({"batch_size": 0}, "batch_size=0"), ({"epochs": -1}, "epochs=-1"),
-                            ({"arch": "vgg"}, "arch='vgg' is not known")]:
+                            ({"arch": "vgg"}, "arch='vgg' is not known"),
+                            ({"late_freeze": 1.5}, "late_freeze=1.5: must be a share")]:
         with pytest.raises(ValueError, match=message):
             train.run_cycle(_config(**kwargs), tmp_path, x, y, x, y, DEVICE, progress=False)
     with pytest.raises(checkpoints.CheckpointError, match="no such checkpoint yet"):

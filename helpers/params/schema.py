@@ -140,6 +140,11 @@ def _check_label_smoothing(value: float) -> None:
         raise ParameterError(f"label_smoothing={value!r}: must be at least 0 and below 1.")
 
 
+def _check_late_freeze(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ParameterError(f"late_freeze={value!r}: must be a share of the network stage's epochs, 0 to 1.")
+
+
 ALL = tuple(NOTEBOOKS)
 P = Param
 SCHEMA: list[Param] = [
@@ -239,9 +244,10 @@ SCHEMA: list[Param] = [
     P("freeze_stride", int, 8, ("03_train",), "with `freeze_early`: the frozen layers are those whose output is at "
       "least 1/N of the input's side (2 or 4 train more of the network, 16 freezes and caches more)",
       choices=(2, 4, 8, 16)),
-    P("late_freeze_epochs", int, 0, ("03_train",), "with `freeze_early`: the network stage's last N epochs freeze "
-      "the next stage too (up to stride 2 × `freeze_stride`), its output computed once from its trained weights, "
-      "and train only the deepest layers (cheaper epochs; 0: never)", minimum=0),
+    P("late_freeze", float, 0.5, ("03_train",), "with `freeze_early`: this share of the network stage's epochs, at "
+      "its end, also freezes the next stage (up to stride 2 × `freeze_stride`), whose output is computed once from "
+      "its trained weights, and trains only the deepest layers (cheaper epochs; 0: never)",
+      check=_check_late_freeze, values="0 ≤ x ≤ 1"),
     P("patience", int, 0, ("03_train",), "stop after this many epochs without a better val accuracy (0: never)",
       minimum=0),
     P("unfreeze", str, "all", ("03_train",), "stage 2 trains `all` blocks, or only this many top blocks",

@@ -34,7 +34,7 @@ class TrainConfig:
     freeze_bn: bool = _DEFAULTS["freeze_bn"]
     freeze_early: bool = _DEFAULTS["freeze_early"]
     freeze_stride: int = _DEFAULTS["freeze_stride"]
-    late_freeze_epochs: int = _DEFAULTS["late_freeze_epochs"]
+    late_freeze: float = _DEFAULTS["late_freeze"]
     augment: str = _DEFAULTS["augment"]
     lr_find: str = _DEFAULTS["lr_find"]
     class_weights: str = _DEFAULTS["class_weights"]

@@ -164,15 +164,20 @@ def frozen_early(c: Cycle, train_images, val_images) -> Early | None:
     return Early(frozen.Rest(c.model, cfg.arch, k), train, rest[0] if mirror else None, rest[-1], heads)
 
 
+def late_epochs(cfg: TrainConfig) -> int:
+    """How many of the network stage's last epochs run with the late freeze (late_freeze's share, rounded down)."""
+    return math.floor(cfg.late_freeze * cfg.epochs + 1e-9) if cfg.freeze_early else 0
+
+
 def deepen_frozen(c: Cycle, epoch: int) -> None:
-    """late_freeze_epochs: from the network stage's last N epochs on, the next stage (up to stride 2 ×
-    freeze_stride) is frozen too and its output, from its weights as trained so far, cached once.
+    """late_freeze: for the last floor(late_freeze × epochs) epochs of the network stage, the next stage (up to
+    stride 2 × freeze_stride) is frozen too and its output, from its weights as trained so far, cached once.
 
     Idempotent; a resumed cycle past the switch recomputes the same output, since those units have not changed
     since it. Without a cached early output (augment=crop, or too little memory) the deeper units only stop
     learning."""
     cfg, early = c.cfg, c.early
-    n = min(cfg.late_freeze_epochs, cfg.epochs)
+    n = late_epochs(cfg)
     if not n or early is None or epoch - cfg.head_epochs <= cfg.epochs - n:
         return
     k = frozen.early_units(c.model, cfg.arch, cfg.image_size, 2 * cfg.freeze_stride)
