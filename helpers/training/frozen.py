@@ -121,19 +121,25 @@ def early_features(model: nn.Module, arch: str, k: int, norm: Normalizer, images
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def _through(units: list, maps: torch.Tensor, device: torch.device, batch_size: int,
+             after: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """`units` over `maps` a batch at a time (channels_last, autocast); each batch's output passed to `after`."""
+    out = []
+    for start in range(0, len(maps), batch_size):
+        h = maps[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            for unit in units:
+                h = unit(h)
+            out.append(after(h))
+    return out
+
+
 @torch.no_grad()
 def advance(model: nn.Module, arch: str, start: int, k: int, maps: torch.Tensor, device: torch.device,
             batch_size: int = 64) -> torch.Tensor:
     """Units `start`..`k` (eval mode) over the cached output of the first `start` units: the first `k` units' output."""
-    units = _units(model, arch)[start:k]
     model.eval()
-    out = []
-    for i in range(0, len(maps), batch_size):
-        h = maps[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            for unit in units:
-                h = unit(h)
-        out.append(h.float().cpu().contiguous())
+    out = _through(_units(model, arch)[start:k], maps, device, batch_size, lambda h: h.float().cpu().contiguous())
     return torch.cat(out) if out else maps
 
 
@@ -204,13 +210,6 @@ def pooled_features(rest: Rest, feats: torch.Tensor, device: torch.device, batch
     """The head's input (pooled last feature map, before dropout) from cached early outputs."""
     rest.eval()
     model, arch = rest.model, rest.arch
-    units = _units(model, arch)[rest.start:]
-    out = []
-    for start in range(0, len(feats), batch_size):
-        h = feats[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            for unit in units:
-                h = unit(h)
-            pool = model._avg_pooling if arch_spec(arch).library == "efficientnet-pytorch" else model.avgpool
-            out.append(torch.flatten(pool(h), 1).float())
-    return torch.cat(out)
+    pool = model._avg_pooling if arch_spec(arch).library == "efficientnet-pytorch" else model.avgpool
+    return torch.cat(_through(_units(model, arch)[rest.start:], feats, device, batch_size,
+                              lambda h: torch.flatten(pool(h), 1).float()))
