@@ -184,7 +184,10 @@ def _every_artifact(run_id="full"):
         "accuracy_pytorch": 0.9956, "accuracy_exported": 0.9933, "size_mb": 13.1, "passed": True, "n": 450}})
     files.write_json(run / "params.json", {"git_commit": "c0ffee1", "versions": {"torch": "2.14.1"},
                                            "notebooks": {"02_data": {"parameters": {"dataset": "kaggle:o/s"}},
-                                                         "03_train": {"parameters": {"head_epochs": 5, "lr": 0.002}}}})
+                                                         "03_train": {"parameters": {"head_epochs": 5, "lr": 0.002,
+                                                                                      "epochs": 8, "freeze_early": True,
+                                                                                      "freeze_stride": 8,
+                                                                                      "late_freeze": 0.5}}}})
     return run
 
 
@@ -203,6 +206,10 @@ def test_every_number_of_a_full_run_reaches_both_reports(lang):
                if lang == "ru" else "5.1× faster"]
     for number in numbers:
         assert number in text, number
+    frozen = ("до шага 8 заморожены с весами ImageNet, в последних 4 эпохах — и до шага 16" if lang == "ru" else
+              "the layers up to stride 8 frozen at their ImageNet weights, in the last 4 epoch(s) also those up to "
+              "stride 16")
+    assert frozen in text  # the recipe says what stayed frozen, and for how long
     confused = _table(text, "Истинный класс" if lang == "ru" else "True class")
     assert confused == [["cat", "dog", "3"]]
     counts = _table(text, "Класс" if lang == "ru" else "Class")

@@ -140,6 +140,11 @@ def _check_label_smoothing(value: float) -> None:
         raise ParameterError(f"label_smoothing={value!r}: must be at least 0 and below 1.")
 
 
+def late_epochs(share: float, epochs: int) -> int:
+    """How many of the network stage's last epochs `late_freeze=share` freezes deeper: the share, rounded down."""
+    return math.floor(share * epochs + 1e-9)
+
+
 def _check_late_freeze(value: float) -> None:
     if not 0 <= value <= 1:
         raise ParameterError(f"late_freeze={value!r}: must be a share of the network stage's epochs, 0 to 1.")

@@ -7,11 +7,13 @@ out. No number is typed in: every one comes from an artifact of the run.
 
 from __future__ import annotations
 
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from helpers.params.schema import late_epochs
 from helpers.reporting import studytables
 from helpers.reporting.texts import strings, translate
 from helpers.utils import files
@@ -173,7 +175,18 @@ def _recipe(run: Run) -> str:
         head=rec.get("head_epochs"), lr=rec.get("lr"), scale=rec.get("backbone_lr_scale"),
         unfreeze=run.word("values", rec.get("unfreeze", "all")), schedule=run.word("values", rec.get("schedule", "cosine")),
         ls=rec.get("label_smoothing"), bn=t["bn_frozen"] if rec.get("freeze_bn") else t["bn_train"],
-        aug=run.word("values", rec.get("augment")))
+        aug=run.word("values", rec.get("augment"))) + _frozen(run, rec)
+
+
+def _frozen(run: Run, rec: dict) -> str:
+    """What stayed frozen in the network stage (freeze_early, freeze_stride, late_freeze), '' when nothing did."""
+    if not rec.get("freeze_early"):
+        return ""
+    stride = rec.get("freeze_stride")
+    late = late_epochs(float(rec.get("late_freeze") or 0), int(rec.get("epochs") or 0))
+    if late:
+        return run.t["frozen_late"].format(stride=stride, late=late, deeper=2 * int(stride))
+    return run.t["frozen_early"].format(stride=stride)
 
 
 def model(run: Run) -> dict | None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from helpers.models.inference import extract_features
+from helpers.params import schema
 from helpers.training import distributed, frozen, frozencache
 from helpers.training.batches import loader_workers
 from helpers.training.config import TrainConfig
@@ -166,7 +167,7 @@ def frozen_early(c: Cycle, train_images, val_images) -> Early | None:
 
 def late_epochs(cfg: TrainConfig) -> int:
     """How many of the network stage's last epochs run with the late freeze (late_freeze's share, rounded down)."""
-    return math.floor(cfg.late_freeze * cfg.epochs + 1e-9) if cfg.freeze_early else 0
+    return schema.late_epochs(cfg.late_freeze, cfg.epochs) if cfg.freeze_early else 0
 
 
 def deepen_frozen(c: Cycle, epoch: int) -> None:
