@@ -167,7 +167,8 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
 
     # A second cycle continues from the best checkpoint; the first row stays as it was.
     first = (run / "cycles.csv").read_text().splitlines()[1]
-    assert pipeline.main(["--run-id", "tiny", "--from", "03_train", "-p", "init", "best", "-p", "epochs", "1",
+    # Two epochs: the default late_freeze=0.5 runs the second with the next stage frozen too.
+    assert pipeline.main(["--run-id", "tiny", "--from", "03_train", "-p", "init", "best", "-p", "epochs", "2",
                           "-p", "head_epochs", "0", "-p", "lang", "ru"]) == 0
     lines = (run / "cycles.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first
@@ -177,6 +178,8 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
         ["03_train", "04_evaluate"]
     report = (paths.report_dir("tiny") / "REPORT.md").read_text()
     assert "## 4. Результаты обучения" in report and "2 *(cpu)*" in report
+    assert "late freeze from epoch 2" in (run / "pipeline.log").read_text()
+    assert "в последних 1 эпохах — и до шага 16" in report  # its recipe says so
     runs_index = (paths.home() / "reports" / "index.md").read_text()  # rebuilt after each run
     assert "[отчет](tiny/REPORT.md)" in runs_index and runs_index.count("| `tiny`") == 3  # the run and its 2 cycles
 
