@@ -7,7 +7,6 @@ out. No number is typed in: every one comes from an artifact of the run.
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
