@@ -179,7 +179,7 @@ def test_small_study_end_to_end(make_dataset, tmp_path, capfd, monkeypatch):
     report = (paths.report_dir("tiny") / "REPORT.md").read_text()
     assert "## 4. Результаты обучения" in report and "2 *(cpu)*" in report
     assert "late freeze from epoch 2" in (run / "pipeline.log").read_text()
-    assert "в последних 1 эпохах — и до шага 16" in report  # its recipe says so
+    assert "в последней эпохе — и до шага 16" in report  # its recipe says so
     runs_index = (paths.home() / "reports" / "index.md").read_text()  # rebuilt after each run
     assert "[отчет](tiny/REPORT.md)" in runs_index and runs_index.count("| `tiny`") == 3  # the run and its 2 cycles
 

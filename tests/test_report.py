@@ -207,7 +207,7 @@ def test_every_number_of_a_full_run_reaches_both_reports(lang):
     for number in numbers:
         assert number in text, number
     frozen = ("до шага 8 заморожены с весами ImageNet, в последних 4 эпохах — и до шага 16" if lang == "ru" else
-              "the layers up to stride 8 frozen at their ImageNet weights, in the last 4 epoch(s) also those up to "
+              "the layers up to stride 8 frozen at their ImageNet weights, in the last 4 epochs also those up to "
               "stride 16")
     assert frozen in text  # the recipe says what stayed frozen, and for how long
     confused = _table(text, "Истинный класс" if lang == "ru" else "True class")

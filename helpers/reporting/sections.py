@@ -184,7 +184,8 @@ def _frozen(run: Run, rec: dict) -> str:
     stride = rec.get("freeze_stride")
     late = late_epochs(float(rec.get("late_freeze") or 0), int(rec.get("epochs") or 0))
     if late:
-        return run.t["frozen_late"].format(stride=stride, late=late, deeper=2 * int(stride))
+        return run.t["frozen_late_one" if late == 1 else "frozen_late"].format(stride=stride, late=late,
+                                                                                deeper=2 * int(stride))
     return run.t["frozen_early"].format(stride=stride)
 
 
