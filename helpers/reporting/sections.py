@@ -183,10 +183,10 @@ def _frozen(run: Run, rec: dict) -> str:
         return ""
     stride = rec.get("freeze_stride")
     late = late_epochs(float(rec.get("late_freeze") or 0), int(rec.get("epochs") or 0))
-    if late:
-        return run.t["frozen_late_one" if late == 1 else "frozen_late"].format(stride=stride, late=late,
-                                                                                deeper=2 * int(stride))
-    return run.t["frozen_early"].format(stride=stride)
+    text = run.t["frozen_early"].format(stride=stride)
+    if late:  # the late freeze's clause follows the early one's
+        text += run.t["frozen_late_one" if late == 1 else "frozen_late"].format(late=late, deeper=2 * int(stride))
+    return text
 
 
 def model(run: Run) -> dict | None:
